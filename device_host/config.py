@@ -1,0 +1,183 @@
+"""Host configuration: a TOML file, then ``DEVICE_HOST_<SECTION>_<KEY>`` environment overrides.
+
+Everything is read and type-checked here, once, so a typo fails at start-up with a
+message naming the key instead of surfacing later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from device_host.errors import ConfigError
+
+ENV_PREFIX = "DEVICE_HOST_"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 3000
+
+
+@dataclass(frozen=True)
+class PluginsConfig:
+    dir: Path = Path("plugins")
+    poll_interval_s: float = 1.0
+    pool_size: int = 2
+    dashboard: str = "dashboard"
+    """The dashboard plugin served at ``/``."""
+    quarantine_traps: int = 3
+    """Traps within ``quarantine_window_s`` that quarantine a plugin."""
+    quarantine_window_s: float = 60.0
+    quarantine_backoff_s: float = 10.0
+    """First quarantine; each relapse doubles it, up to five minutes."""
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    dir: Path = Path("var/device-host")
+    compiled_dir: Path | None = None
+    """Compiled components; defaults to ``<dir>/compiled``. Shareable: entries are content-keyed."""
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    driver: str = "simulated"
+    """``simulated``, ``adafruit`` (a real DHT22 on a Pi) or ``none``."""
+    pins: tuple[int, ...] = (4,)
+    interval_s: float = 2.0
+    stale_after_s: float = 10.0
+    read_timeout_s: float = 1.0
+    failure_rate: float = 0.0
+    hang: bool = False
+    dead: bool = False
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    driver: str = "simulated"
+    """``simulated`` or ``gpiod`` (the Linux GPIO character device)."""
+    chip: str = "/dev/gpiochip0"
+    pins: tuple[int, ...] = (17,)
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    sensor: SensorConfig = field(default_factory=SensorConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.state.compiled_dir or self.state.dir / "compiled"
+
+    @property
+    def kv_dir(self) -> Path:
+        return self.state.dir / "kv"
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> HostConfig:
+    """Reads ``path`` (if given), applies environment overrides and validates the result."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+    sections = {f.name: f.type for f in dataclasses.fields(HostConfig)}
+    unknown = set(data) - set(sections)
+    if unknown:
+        raise ConfigError(f"unknown config sections: {sorted(unknown)}")
+    built = {}
+    hints = get_type_hints(HostConfig)
+    for section in sections:
+        raw = data.get(section, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        built[section] = _build_section(section, hints[section], raw, environ)
+    config = HostConfig(**built)
+    _validate(config)
+    return config
+
+
+def _build_section(section: str, cls: Any, raw: dict[str, Any], environ: Mapping[str, str]) -> Any:
+    hints = get_type_hints(cls)
+    unknown = set(raw) - set(hints)
+    if unknown:
+        raise ConfigError(f"unknown keys in [{section}]: {sorted(unknown)}")
+    values = {}
+    for key, hint in hints.items():
+        env_name = f"{ENV_PREFIX}{section}_{key}".upper()
+        if env_name in environ:
+            values[key] = _from_env(env_name, environ[env_name], hint)
+        elif key in raw:
+            values[key] = _coerce(f"[{section}] {key}", raw[key], hint)
+    return cls(**values)
+
+
+def _from_env(name: str, text: str, hint: Any) -> Any:
+    if hint is bool:
+        if text.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+            raise ConfigError(f"{name}={text!r} is not a boolean")
+        return text.lower() in {"1", "true", "yes"}
+    if hint == tuple[int, ...]:
+        parts = [p for p in text.replace(",", " ").split() if p]
+        return _coerce(name, [_int(name, p) for p in parts], hint)
+    if hint is int:
+        return _int(name, text)
+    if hint is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{name}={text!r} is not a number") from None
+    return _coerce(name, text, hint)
+
+
+def _int(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not an integer") from None
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    if hint in (Path, Path | None) and isinstance(value, str):
+        return Path(value)
+    if (
+        hint == tuple[int, ...]
+        and isinstance(value, list)
+        and all(isinstance(v, int) for v in value)
+    ):
+        return tuple(value)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if (
+        isinstance(hint, type)
+        and isinstance(value, hint)
+        and not (hint is int and isinstance(value, bool))
+    ):
+        return value
+    raise ConfigError(f"{name} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _validate(config: HostConfig) -> None:
+    if not 0 < config.server.port < 65536:
+        raise ConfigError(f"[server] port {config.server.port} is not a TCP port")
+    if config.sensor.driver not in {"simulated", "adafruit", "none"}:
+        raise ConfigError(
+            f"[sensor] driver {config.sensor.driver!r}: use simulated, adafruit or none"
+        )
+    if config.gpio.driver not in {"simulated", "gpiod"}:
+        raise ConfigError(f"[gpio] driver {config.gpio.driver!r}: use simulated or gpiod")
+    if not 1 <= config.plugins.pool_size <= 16:
+        raise ConfigError("[plugins] pool_size must be 1..16")
+    if not 0.0 <= config.sensor.failure_rate <= 1.0:
+        raise ConfigError("[sensor] failure_rate must be 0..1")

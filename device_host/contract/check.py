@@ -1,0 +1,91 @@
+"""Refuses a component whose imports or exports do not fit its manifest and the contract."""
+
+from __future__ import annotations
+
+import wasmtime
+from wasmtime.component import Component
+
+from device_host.contract.interfaces import (
+    ALL_IMPORTS,
+    COMPONENTIZE_PY_INIT_EXPORT,
+    OPTIONAL_EXPORTS,
+    WORLD_SPECS,
+    capability_hint,
+    compatibility_key,
+    granted_imports,
+)
+from device_host.contract.reference import reference_signatures
+from device_host.contract.signatures import component_surface
+from device_host.errors import PluginLoadError
+from device_host.manifest import Manifest
+
+
+def check_component(
+    engine: wasmtime.Engine, component: Component, manifest: Manifest
+) -> dict[str, str]:
+    """Raises `PluginLoadError` listing every problem; returns the contract exports present.
+
+    The result maps each export's compatibility key to its name as the component spells it.
+
+    Imports must be WASI (which the host locks down) or contract interfaces the manifest
+    grants, with the contract's signatures. Exports must be exactly the world's, with the
+    contract's signatures, plus the optional self-check.
+    """
+    imports, exports = component_surface(engine, component)
+    problems = _import_problems(imports, manifest) + _export_problems(exports, manifest)
+    if problems:
+        raise PluginLoadError(manifest.name, manifest.version, "; ".join(problems))
+    return {
+        compatibility_key(name): name for name in exports if name != COMPONENTIZE_PY_INIT_EXPORT
+    }
+
+
+def _import_problems(imports: dict[str, str], manifest: Manifest) -> list[str]:
+    reference = reference_signatures()
+    provided = {compatibility_key(name) for name in ALL_IMPORTS}
+    granted = {compatibility_key(name) for name in granted_imports(manifest)}
+    problems = []
+    for name, signature in sorted(imports.items()):
+        key = compatibility_key(name)
+        if name.startswith("wasi:"):
+            continue
+        if key not in provided:
+            problems.append(f"imports {name}, which this host does not provide")
+        elif key not in granted:
+            problems.append(
+                f"imports {name}, which its manifest does not grant "
+                f"(that needs {capability_hint(name)})"
+            )
+        elif signature != reference[key]:
+            problems.append(
+                f"imports {name} as {signature}, but the contract says {reference[key]}"
+            )
+    return problems
+
+
+def _export_problems(exports: dict[str, str], manifest: Manifest) -> list[str]:
+    reference = reference_signatures()
+    spec = WORLD_SPECS[manifest.world]
+    required = {compatibility_key(name): name for name in spec.exports}
+    optional = {compatibility_key(name) for name in OPTIONAL_EXPORTS}
+    present = {
+        compatibility_key(name): (name, signature)
+        for name, signature in exports.items()
+        if name != COMPONENTIZE_PY_INIT_EXPORT
+    }
+    problems = []
+    for key, name in sorted(required.items()):
+        if key not in present:
+            found = ", ".join(sorted(n for n, _ in present.values())) or "nothing"
+            problems.append(
+                f"does not export {name}, which world {manifest.world} requires "
+                f"(it exports {found})"
+            )
+    for key, (name, signature) in sorted(present.items()):
+        if key not in required and key not in optional:
+            problems.append(f"exports {name}, which world {manifest.world} does not have")
+        elif signature != reference[key]:
+            problems.append(
+                f"exports {name} as {signature}, but the contract says {reference[key]}"
+            )
+    return problems

@@ -1,0 +1,65 @@
+"""Regenerates ``reference.json`` from ``wit/``: ``python -m device_host.contract.generate``.
+
+Development only: it needs wasm-tools, which devices do not have.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import wasmtime
+from wasmtime.component import Component
+
+from device_host.contract.interfaces import ALL_EXPORTS, ALL_IMPORTS, compatibility_key
+from device_host.contract.reference import REFERENCE_PATH
+from device_host.contract.signatures import component_surface
+from device_host.contract.wit import stage_wit
+
+
+def generate_reference() -> dict[str, str]:
+    """Builds a dummy component importing and exporting every interface and describes it."""
+    wasm_tools = shutil.which("wasm-tools") or str(Path(sys.executable).with_name("wasm-tools"))
+    world = "package local:reference;\n\nworld reference {\n"
+    world += "".join(f"    import {name};\n" for name in ALL_IMPORTS)
+    world += "".join(f"    export {name};\n" for name in ALL_EXPORTS)
+    world += "}\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        wit = stage_wit(Path(tmp) / "wit", world)
+        core, component_path = Path(tmp) / "core.wasm", Path(tmp) / "reference.wasm"
+        subprocess.run(
+            [
+                wasm_tools,
+                "component",
+                "embed",
+                "--dummy",
+                str(wit),
+                "-w",
+                "reference",
+                "-o",
+                str(core),
+            ],
+            check=True,
+        )
+        subprocess.run(
+            [wasm_tools, "component", "new", str(core), "-o", str(component_path)], check=True
+        )
+        engine = wasmtime.Engine()
+        imports, exports = component_surface(engine, Component.from_file(engine, component_path))
+    surface = {**imports, **exports}
+    return {compatibility_key(name): surface[name] for name in (*ALL_IMPORTS, *ALL_EXPORTS)}
+
+
+def main() -> None:
+    """Regenerates reference.json from the WIT; run after every change to ``wit/``."""
+    text = json.dumps(generate_reference(), indent=2, sort_keys=True) + "\n"
+    REFERENCE_PATH.write_text(text, encoding="utf-8")
+    print(f"wrote {REFERENCE_PATH}")
+
+
+if __name__ == "__main__":
+    main()

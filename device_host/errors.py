@@ -1,0 +1,68 @@
+"""The device host's exception hierarchy: one root, a subclass per kind of failure."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeviceHostError(Exception):
+    """Root of every error the device host raises on purpose."""
+
+
+class ConfigError(DeviceHostError):
+    """The configuration file or an environment override is invalid."""
+
+
+class ManifestError(DeviceHostError):
+    """A plugin manifest is missing, malformed or asks for something impossible."""
+
+
+class PluginLoadError(DeviceHostError):
+    """A plugin version could not be loaded; the version it would replace keeps serving."""
+
+    def __init__(self, plugin: str, version: str, reason: str) -> None:
+        super().__init__(f"plugin {plugin} {version}: {reason}")
+        self.plugin = plugin
+        self.version = version
+        self.reason = reason
+
+
+class PluginBuildError(DeviceHostError):
+    """componentize-py could not turn a plugin's source into a component."""
+
+
+class HardwareError(DeviceHostError):
+    """A sensor or GPIO driver failed; plugins see this as an error value, never as a crash."""
+
+
+class TrapKind(StrEnum):
+    """Why a call into a plugin was stopped."""
+
+    TIMEOUT = "timeout"
+    BLOCKING_CALL = "blocking-call"
+    EXIT = "exit"
+    CRASH = "crash"
+    OUT_OF_MEMORY = "out-of-memory"
+    HOST_ERROR = "host-error"
+
+
+class PluginTrap(DeviceHostError):
+    """A call into a plugin was stopped; the Store it ran in is dead and gets replaced."""
+
+    def __init__(self, plugin: str, kind: TrapKind, detail: str) -> None:
+        super().__init__(f"plugin {plugin} stopped ({kind}): {detail}")
+        self.plugin = plugin
+        self.kind = kind
+        self.detail = detail
+
+
+class PluginUnavailable(DeviceHostError):
+    """No version of the plugin can take calls: none loaded, or quarantined after crashes."""
+
+
+class BlockingCallForbidden(DeviceHostError):
+    """Raised inside a host function when a plugin tries to sleep or wait.
+
+    Epoch deadlines cannot interrupt a guest blocked in a host call, so blocking waits are
+    refused outright; the call traps at once instead of stalling a worker.
+    """

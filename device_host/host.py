@@ -1,0 +1,122 @@
+"""The device host: wires hardware, the plugin runtime, the watcher and the scheduler together."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+
+from device_host import __version__
+from device_host.config import HostConfig
+from device_host.hardware import Dht22Sampler, GpioOutputs, Reading, open_dht22, open_gpio
+from device_host.metrics import Metrics
+from device_host.plugins.events import EventLog
+from device_host.plugins.manager import PluginManager
+from device_host.plugins.quarantine import QuarantinePolicy
+from device_host.plugins.scheduler import TickScheduler
+from device_host.plugins.watcher import PluginDirectoryWatcher
+from device_host.readings import ReadingHistory, RecordedReading
+from device_host.runtime import (
+    ArtifactCache,
+    EngineSettings,
+    EpochTicker,
+    HostServices,
+    LoadContext,
+    create_engine,
+)
+from device_host.storage.kv import KvStores
+
+log = logging.getLogger(__name__)
+
+
+class DeviceHost:
+    """Everything one device runs besides the HTTP server; `start` and `stop` bracket its life."""
+
+    def __init__(self, config: HostConfig) -> None:
+        self.config = config
+        self.version = __version__
+        self.started_at = time.time()
+        self.ready = False
+        self.metrics = Metrics()
+        self.readings = ReadingHistory()
+        self.events = EventLog()
+        self.samplers = {pin: self._sampler(pin) for pin in self._sensor_pins()}
+        self.gpio: GpioOutputs = open_gpio(config.gpio.driver, config.gpio.pins, config.gpio.chip)
+        settings = EngineSettings()
+        self.engine = create_engine(settings)
+        self._ticker = EpochTicker(self.engine)
+        context = LoadContext(
+            engine=self.engine,
+            artifacts=ArtifactCache(config.artifact_dir, self.engine, settings),
+            services=HostServices(sensors=self.samplers, gpio=self.gpio),
+            kv_stores=KvStores(config.kv_dir),
+            pool_size=config.plugins.pool_size,
+        )
+        policy = QuarantinePolicy(
+            max_traps=config.plugins.quarantine_traps,
+            window_s=config.plugins.quarantine_window_s,
+            base_backoff_s=config.plugins.quarantine_backoff_s,
+        )
+        self.plugins = PluginManager(context, policy, self.events, self.metrics)
+        self.watcher = PluginDirectoryWatcher(
+            config.plugins.dir, self.plugins, config.plugins.poll_interval_s
+        )
+        self.scheduler = TickScheduler(self.plugins, self.readings)
+
+    def start(self) -> None:
+        """Starts sampling and loads every plugin present; returns once they are serving."""
+        self._ticker.start()
+        for sampler in self.samplers.values():
+            sampler.start()
+        self.watcher.start()
+        self.scheduler.start()
+        self.ready = True
+        log.info("device host %s started with %d plugins", self.version, len(self.plugins.slots()))
+
+    def stop(self) -> None:
+        """Stops background work and drops every Store before the interpreter exits.
+
+        A Store still alive at exit makes wasmtime's output threads panic, so this runs
+        even on a signal.
+        """
+        self.watcher.stop()
+        self.scheduler.stop()
+        self.plugins.close()
+        for sampler in self.samplers.values():
+            sampler.stop()
+        self.gpio.close()
+        self._ticker.stop()
+        gc.collect()
+
+    def _sensor_pins(self) -> tuple[int, ...]:
+        return () if self.config.sensor.driver == "none" else self.config.sensor.pins
+
+    def _sampler(self, pin: int) -> Dht22Sampler:
+        sensor = self.config.sensor
+        options = {}
+        if sensor.driver == "simulated":
+            options = {
+                "failure_rate": sensor.failure_rate,
+                "hang": sensor.hang,
+                "dead": sensor.dead,
+            }
+        driver = open_dht22(sensor.driver, pin, **options)
+
+        def record(reading: Reading) -> None:
+            self.readings.add(
+                RecordedReading(
+                    source=f"dht22:{pin}",
+                    temperature_c=reading.temperature_c,
+                    humidity_pct=reading.humidity_pct,
+                    taken_at=reading.taken_at,
+                )
+            )
+
+        return Dht22Sampler(
+            driver,
+            pin=pin,
+            interval_s=sensor.interval_s,
+            stale_after_s=sensor.stale_after_s,
+            read_timeout_s=sensor.read_timeout_s,
+            on_reading=record,
+        )

@@ -1,0 +1,40 @@
+"""A bounded log of what happened to plugins, for /healthz and the control plane."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    INSTALLED = "installed"
+    REFUSED = "refused"
+    TRAPPED = "trapped"
+    QUARANTINED = "quarantined"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class PluginEvent:
+    at: float
+    plugin: str
+    version: str
+    kind: EventKind
+    detail: str
+
+
+class EventLog:
+    def __init__(self, capacity: int = 200) -> None:
+        self._events: deque[PluginEvent] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+
+    def add(self, plugin: str, version: str, kind: EventKind, detail: str = "") -> None:
+        with self._lock:
+            self._events.append(PluginEvent(time.time(), plugin, version, kind, detail))
+
+    def recent(self, limit: int = 50) -> list[dict[str, object]]:
+        with self._lock:
+            return [asdict(event) for event in list(self._events)[-limit:]]

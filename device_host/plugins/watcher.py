@@ -1,0 +1,100 @@
+"""Watches a plugins directory and hot-swaps what changes in it.
+
+Each plugin is a folder with ``manifest.toml`` and its component. The directory is
+polled rather than watched through inotify: that works on every filesystem a Pi boots
+from, and a change is only loaded once its files have stopped changing for one poll, so
+a half-written component is never picked up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from pathlib import Path
+
+from device_host.errors import ManifestError, PluginLoadError
+from device_host.manifest import load_manifest
+from device_host.plugins.manager import PluginManager
+
+log = logging.getLogger(__name__)
+
+Stamp = tuple[tuple[int, int], tuple[int, int] | None]
+
+
+class PluginDirectoryWatcher:
+    def __init__(self, directory: Path, manager: PluginManager, poll_s: float = 1.0) -> None:
+        self._directory = directory
+        self._manager = manager
+        self._poll_s = poll_s
+        self._seen: dict[Path, Stamp] = {}
+        self._loaded: dict[Path, Stamp] = {}
+        self._names: dict[Path, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="plugin-watcher", daemon=True)
+
+    def start(self) -> None:
+        """Loads every plugin present now, then keeps watching in the background."""
+        self.scan(settle=False)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def scan(self, *, settle: bool = True) -> None:
+        """One pass: installs folders that changed and have settled, removes deleted ones."""
+        present = set()
+        for manifest_path in sorted(self._directory.glob("*/manifest.toml")):
+            folder = manifest_path.parent
+            present.add(folder)
+            stamp = _stamp(folder, manifest_path)
+            if stamp is None:
+                continue
+            changed_since_last_poll = self._seen.get(folder) != stamp
+            self._seen[folder] = stamp
+            if (settle and changed_since_last_poll) or self._loaded.get(folder) == stamp:
+                continue
+            self._loaded[folder] = stamp
+            self._install(folder, manifest_path)
+        for folder in set(self._names) - present:
+            self._manager.remove(self._names.pop(folder))
+            self._seen.pop(folder, None)
+            self._loaded.pop(folder, None)
+
+    def _install(self, folder: Path, manifest_path: Path) -> None:
+        try:
+            manifest = load_manifest(manifest_path)
+        except ManifestError as exc:
+            self._manager.refuse(folder.name, "?", str(exc))
+            return
+        self._names[folder] = manifest.name
+        wasm = folder / manifest.component
+        if not wasm.is_file():
+            hint = f"build it with: device-host build {folder}"
+            self._manager.refuse(manifest.name, manifest.version, f"{wasm} does not exist ({hint})")
+            return
+        with contextlib.suppress(PluginLoadError):  # recorded in the slot; the old version stays
+            self._manager.install(manifest, wasm)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            try:
+                self.scan()
+            except Exception:
+                log.exception("plugin directory scan failed")
+
+
+def _stamp(folder: Path, manifest_path: Path) -> Stamp | None:
+    try:
+        manifest_stat = manifest_path.stat()
+    except FileNotFoundError:
+        return None
+    wasm_stats = [
+        (entry.stat().st_mtime_ns, entry.stat().st_size) for entry in sorted(folder.glob("*.wasm"))
+    ]
+    wasm_stamp = (
+        (sum(s[0] for s in wasm_stats), sum(s[1] for s in wasm_stats)) if wasm_stats else None
+    )
+    return (manifest_stat.st_mtime_ns, manifest_stat.st_size), wasm_stamp

@@ -1,0 +1,127 @@
+"""One Store holding one instance of a plugin version, used by one thread at a time.
+
+A Store is not thread-safe, so each instance has a lock; parallelism comes from having
+several instances. After any trap the Store is dead and the instance is thrown away.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+from wasmtime.component import Component, Func, Instance, Linker
+
+from device_host.errors import PluginLoadError, PluginTrap, TrapKind
+from device_host.manifest import Manifest
+from device_host.runtime.calls import classify_failure
+from device_host.runtime.engine import deadline_ticks
+from device_host.runtime.guest_log import GuestLog, StreamLines
+from device_host.runtime.wasi import wasi_config
+
+INSTANTIATE_BUDGET_MS = 2000
+WASM_PAGE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ExportRef:
+    """An exported function: its interface as the component spells it, and its name."""
+
+    interface: str
+    function: str
+
+
+class PluginInstance:
+    """A live instance; `call` runs one export under the manifest's time budget."""
+
+    def __init__(
+        self,
+        engine: wasmtime.Engine,
+        linker: Linker,
+        component: Component,
+        manifest: Manifest,
+        guest_log: GuestLog,
+    ) -> None:
+        self._manifest = manifest
+        self.label = manifest.label
+        self._lock = threading.Lock()
+        self._funcs: dict[ExportRef, Func] = {}
+        self._stderr = StreamLines(guest_log, "warning", "stderr")
+        self.dead = False
+        self._instance: Instance | None = None
+        self._store: wasmtime.Store | None = wasmtime.Store(engine)
+        self._store.set_wasi(wasi_config(StreamLines(guest_log, "info", "stdout"), self._stderr))
+        self._store.set_limits(memory_size=manifest.limits.memory_mib << 20)
+        self._store.set_epoch_deadline(deadline_ticks(INSTANTIATE_BUDGET_MS))
+        self._component = component
+        try:
+            self._instance = linker.instantiate(self._store, component)
+        except wasmtime.WasmtimeError as exc:
+            self._discard()
+            raise PluginLoadError(
+                manifest.name, manifest.version, _instantiate_reason(exc)
+            ) from None
+
+    def call(self, export: ExportRef, *args: Any) -> Any:
+        """Calls ``export`` and returns what it returned, or raises `PluginTrap` and dies."""
+        with self._lock:
+            store = self._store
+            if self.dead or store is None:
+                raise PluginTrap(
+                    self._manifest.label, TrapKind.CRASH, "instance is no longer usable"
+                )
+            func = self._funcs.get(export) or self._lookup(store, export)
+            store.set_epoch_deadline(deadline_ticks(self._manifest.limits.call_timeout_ms))
+            try:
+                result = func(store, *args)
+                func.post_return(store)
+                return result
+            except BaseException as exc:
+                kind, detail = classify_failure(exc, self._stderr.last_error_line())
+                exc.__traceback__ = None  # the traceback's frames keep the dead Store alive
+            self._discard()
+        gc.collect()  # a trapped Store sits in reference cycles holding its linear memory
+        raise PluginTrap(self._manifest.label, kind, detail)
+
+    def func_type(self, export: ExportRef) -> Any:
+        """The export's function type, for interpreting what it returns."""
+        with self._lock:
+            if self._store is None:
+                raise PluginTrap(
+                    self._manifest.label, TrapKind.CRASH, "instance is no longer usable"
+                )
+            return self._lookup(self._store, export).type(self._store)
+
+    def close(self) -> None:
+        """Drops the Store, waiting for a call in progress to finish first."""
+        with self._lock:
+            self._discard()
+
+    def _lookup(self, store: wasmtime.Store, export: ExportRef) -> Func:
+        interface = self._component.get_export_index(export.interface)
+        index = self._component.get_export_index(export.function, interface)
+        func = None
+        if index is not None and self._instance is not None:
+            func = self._instance.get_func(store, index)
+        if func is None:
+            raise PluginTrap(self._manifest.label, TrapKind.HOST_ERROR, f"no export {export}")
+        self._funcs[export] = func
+        return func
+
+    def _discard(self) -> None:
+        self.dead = True
+        self._funcs.clear()
+        self._instance = None
+        self._store = None
+
+
+def _instantiate_reason(exc: wasmtime.WasmtimeError) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else repr(exc)
+    if "matching implementation was not found" in text:
+        return f"cannot be linked: {text}"
+    if "memory minimum size" in text:
+        return f"needs more memory than its manifest allows: {text}"
+    return f"failed to start: {text}"

@@ -1,0 +1,16 @@
+"""The smallest dashboard: says which version it is, to watch hot swaps happen."""
+
+from wit_world import exports
+from wit_world.exports.http_handler import Request, Response
+
+GREETING = "hello from version 1"
+
+
+class HttpHandler(exports.HttpHandler):
+    def handle(self, request: Request) -> Response:
+        return Response(200, [("content-type", "text/plain")], GREETING.encode())
+
+
+class SelfCheck(exports.SelfCheck):
+    def check(self) -> None:
+        pass

@@ -1,0 +1,191 @@
+"""Small factories for tests: built plugins, plugin folders, and device host processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_PLUGINS = REPO / "tests" / "plugins"
+EXAMPLE_PLUGINS = REPO / "plugins"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def place_plugin(
+    built: Path, plugins_dir: Path, *, folder: str | None = None, manifest: str | None = None
+) -> Path:
+    """Puts a built plugin folder into ``plugins_dir`` (hard-linking the 18 MB component)."""
+    target = plugins_dir / (folder or built.name)
+    target.mkdir(parents=True, exist_ok=True)
+    for source in built.iterdir():
+        destination = target / source.name
+        destination.unlink(missing_ok=True)
+        if source.suffix == ".wasm":
+            os.link(source, destination)
+        else:
+            shutil.copy2(source, destination)
+    if manifest is not None:
+        (target / "manifest.toml").write_text(manifest)
+    return target
+
+
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@dataclass
+class HostProcess:
+    """A real ``device-host serve`` process on a loopback port."""
+
+    workdir: Path
+    compiled_dir: Path
+    settings: dict[str, dict[str, object]] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def plugins_dir(self) -> Path:
+        return self.workdir / "plugins"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "host.log"
+
+    def start(self, *, wait_for: str = "ok", timeout: float = 120.0) -> None:
+        self.plugins_dir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "server": {"host": "127.0.0.1", "port": self.port},
+            "plugins": {"dir": str(self.plugins_dir), "poll_interval_s": 0.2},
+            "state": {"dir": str(self.workdir / "state"), "compiled_dir": str(self.compiled_dir)},
+            "sensor": {"interval_s": 0.2, "stale_after_s": 5.0},
+        }
+        for section, values in self.settings.items():
+            config.setdefault(section, {}).update(values)
+        config_path = self.workdir / "host.toml"
+        config_path.write_text(_toml(config))
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "device_host", "serve", "-c", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        self.wait_for_status(wait_for, timeout)
+
+    def wait_for_status(self, status: str, timeout: float = 60.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, self.log()
+            try:
+                code, body = http_get(self.url + "/healthz", timeout=2)
+                last = json.loads(body)
+                if code == 200 and last["status"] == status:  # type: ignore[index]
+                    return last  # type: ignore[return-value]
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"host never reached {status!r}; last /healthz: {last}\n{self.log()}")
+
+    def healthz(self) -> dict[str, object]:
+        return json.loads(http_get(self.url + "/healthz")[1])  # type: ignore[no-any-return]
+
+    def plugin(self, name: str) -> dict[str, object]:
+        for plugin in self.healthz()["plugins"]:  # type: ignore[attr-defined]
+            if plugin["name"] == name:
+                return plugin  # type: ignore[no-any-return]
+        raise AssertionError(f"no plugin {name} in /healthz")
+
+    def stop(self) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _toml(config: dict[str, dict[str, object]]) -> str:
+    lines = []
+    for section, values in config.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def build_against(wit_dir: Path, world: str, app_dir: Path, output: Path) -> Path:
+    """Builds ``app_dir/app.py`` against any WIT (forged contracts too), cached by content."""
+    from device_host.build import default_build_cache
+
+    digest = hashlib.sha256(world.encode())
+    for path in sorted([*wit_dir.rglob("*.wit"), app_dir / "app.py"]):
+        digest.update(path.read_bytes())
+    cached = default_build_cache() / f"custom-{digest.hexdigest()}.wasm"
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        componentize_py = Path(sys.executable).with_name("componentize-py")
+        subprocess.run(
+            [
+                str(componentize_py),
+                "-d",
+                str(wit_dir),
+                "-w",
+                world,
+                "componentize",
+                "app",
+                "-p",
+                str(app_dir),
+                "-o",
+                str(cached),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    shutil.copyfile(cached, output)
+    return output
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> object:
+    """Polls ``predicate`` until it returns something truthy; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
