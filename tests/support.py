@@ -35,6 +35,8 @@ def place_plugin(
     target = plugins_dir / (folder or built.name)
     target.mkdir(parents=True, exist_ok=True)
     for source in built.iterdir():
+        if not source.is_file():
+            continue
         destination = target / source.name
         destination.unlink(missing_ok=True)
         if source.suffix == ".wasm":

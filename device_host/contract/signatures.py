@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import wasmtime
-from wasmtime.component import _types as types
+from wasmtime import component as types
 
 _SCALARS: dict[type, str] = {
     types.Bool: "bool",

@@ -80,7 +80,7 @@ class PluginKv:
         try:
             raw = json.loads(path.read_bytes())
             return {str(k): base64.b64decode(v) for k, v in raw.items()}
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return {}
         except (OSError, ValueError, AttributeError) as exc:
             broken = path.with_suffix(".corrupt")

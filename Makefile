@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up first.
+VENV := .venv
+PY := $(VENV)/bin/python
+export PI_FLEET_BUILD_CACHE ?= $(CURDIR)/var/build-cache
+
+EXAMPLE_PLUGINS := $(patsubst %/manifest.toml,%,$(wildcard plugins/*/manifest.toml))
+
+.PHONY: setup plugins demo test lint check-contract contract bench clean
+
+setup:
+	@scripts/setup.sh
+
+plugins: setup
+	@$(VENV)/bin/device-host build $(EXAMPLE_PLUGINS)
+
+demo: plugins
+	@echo "Device dashboard: http://127.0.0.1:3000/  (health: /healthz, metrics: /metrics)"
+	@$(VENV)/bin/device-host serve -c config/demo.toml
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest
+
+contract: setup
+	$(PY) -m device_host.contract.generate
+
+bench: plugins
+	bench/run.sh
+
+clean:
+	rm -rf var/demo var/test-compiled
