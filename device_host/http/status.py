@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from aiohttp import web
 from device_host.host import DeviceHost
 from device_host.metrics import Labels
 from device_host.plugins.slot import PluginState
+from device_host.runtime.memory import resident_bytes
 
 
 class StatusRoutes:
@@ -46,7 +48,12 @@ class StatusRoutes:
     async def metrics(self, _request: web.Request) -> web.Response:
         host = self._host
         gauges: list[tuple[str, Labels, float]] = []
-        for slot in host.plugins.slots():
+        slots = host.plugins.slots()
+        owned = [(s.name, span) for s in slots if s.version for span in s.version.memory_spans()]
+        used: Counter[str] = Counter()
+        for (name, _span), size in zip(owned, resident_bytes([s for _, s in owned]), strict=True):
+            used[name] += size
+        for slot in slots:
             labels: Labels = (("plugin", slot.name),)
             version = slot.version
             gauges.append(
@@ -56,9 +63,7 @@ class StatusRoutes:
                 gauges.append(("plugin_instances", labels, float(version.live_instances)))
                 limit = version.manifest.limits.memory_mib << 20
                 gauges.append(("plugin_memory_limit_bytes", labels, float(limit)))
-                gauges.append(
-                    ("plugin_memory_reserved_bytes", labels, float(limit * version.live_instances))
-                )
+                gauges.append(("plugin_memory_bytes", labels, float(used[slot.name])))
         now = time.time()
         for pin, sampler in host.samplers.items():
             snapshot = sampler.snapshot()

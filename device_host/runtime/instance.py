@@ -19,6 +19,7 @@ from device_host.manifest import Manifest
 from device_host.runtime.calls import classify_failure
 from device_host.runtime.engine import deadline_ticks
 from device_host.runtime.guest_log import GuestLog, StreamLines
+from device_host.runtime.memory import ReservationWatch, Span
 from device_host.runtime.wasi import wasi_config
 
 INSTANTIATE_BUDGET_MS = 2000
@@ -50,6 +51,8 @@ class PluginInstance:
         self._funcs: dict[ExportRef, Func] = {}
         self._stderr = StreamLines(guest_log, "warning", "stderr")
         self.dead = False
+        self.memory_span: Span | None = None
+        """Where this instance's linear memory lives, for measuring it."""
         self._instance: Instance | None = None
         self._store: wasmtime.Store | None = wasmtime.Store(engine)
         self._store.set_wasi(wasi_config(StreamLines(guest_log, "info", "stdout"), self._stderr))
@@ -57,7 +60,9 @@ class PluginInstance:
         self._store.set_epoch_deadline(deadline_ticks(INSTANTIATE_BUDGET_MS))
         self._component = component
         try:
-            self._instance = linker.instantiate(self._store, component)
+            with ReservationWatch() as watch:
+                self._instance = linker.instantiate(self._store, component)
+            self.memory_span = watch.span
         except wasmtime.WasmtimeError as exc:
             self._discard()
             raise PluginLoadError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,11 +29,13 @@ class InstancePool:
         self._lock = threading.Lock()
         self._created = 0
         self._retired = False
+        self._live: weakref.WeakSet[PluginInstance] = weakref.WeakSet()
 
     def seed(self, instance: PluginInstance) -> None:
         """Adds an instance created elsewhere (the one the load-time self-check ran in)."""
         with self._lock:
             self._created += 1
+            self._live.add(instance)
         self._idle.put(instance)
 
     def run(self, work: Callable[[PluginInstance], T]) -> T:
@@ -58,6 +61,11 @@ class InstancePool:
         with self._lock:
             return self._created
 
+    def instances(self) -> list[PluginInstance]:
+        """Every instance not yet closed, idle or busy."""
+        with self._lock:
+            return [instance for instance in self._live if not instance.dead]
+
     def _acquire(self) -> PluginInstance:
         try:
             return self._idle.get_nowait()
@@ -71,7 +79,10 @@ class InstancePool:
                 self._created += 1
         if may_create:
             try:
-                return self._factory()
+                instance = self._factory()
+                with self._lock:
+                    self._live.add(instance)
+                return instance
             except BaseException:
                 with self._lock:
                     self._created -= 1

@@ -20,6 +20,7 @@ from device_host.runtime.guest_log import GuestLog
 from device_host.runtime.host_functions import HostServices
 from device_host.runtime.instance import PluginInstance
 from device_host.runtime.linking import build_linker
+from device_host.runtime.memory import Span
 from device_host.runtime.pool import InstancePool
 from device_host.storage.kv import KvStores
 
@@ -72,6 +73,10 @@ class LoadedVersion:
     @property
     def live_instances(self) -> int:
         return self._pool.live_instances
+
+    def memory_spans(self) -> list[Span]:
+        """The linear-memory reservations of this version's live instances."""
+        return [i.memory_span for i in self._pool.instances() if i.memory_span is not None]
 
     def run(self, work: Callable[[PluginInstance], T]) -> T:
         """Runs ``work`` on one of this version's instances; raises `PluginTrap` on a trap."""

@@ -81,3 +81,17 @@ def test_traps_show_in_metrics(host):
     assert 'plugin_traps_total{kind="timeout",plugin="lab"}' in metrics
     assert 'plugin_call_seconds_count{plugin="lab"}' in metrics
     assert "process_pss_bytes" in metrics
+
+
+def test_metrics_report_the_resident_linear_memory_of_each_plugin(host):
+    http_get(f"{host.url}/plugins/lab/ok")
+
+    metrics = http_get(f"{host.url}/metrics")[1]
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("plugin_memory_bytes")
+    }
+
+    assert values['plugin_memory_bytes{plugin="lab"}'] > 1_000_000
+    assert values['plugin_memory_bytes{plugin="lab"}'] < 48 << 20
