@@ -55,8 +55,10 @@ class SensorConfig:
     stale_after_s: float = 10.0
     read_timeout_s: float = 1.0
     failure_rate: float = 0.0
+    """Simulated driver only, like the rest of this section: share of reads that fail."""
     hang: bool = False
     dead: bool = False
+    base_temperature_c: float = 21.0
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,10 @@ class PluginUnavailable(DeviceHostError):
     """No version of the plugin can take calls: none loaded, or quarantined after crashes."""
 
 
+class VersionRetired(PluginUnavailable):
+    """The version a call picked was swapped out before the call got an instance; retry."""
+
+
 class BlockingCallForbidden(DeviceHostError):
     """Raised inside a host function when a plugin tries to sleep or wait.
 

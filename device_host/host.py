@@ -15,7 +15,7 @@ from device_host.plugins.manager import PluginManager
 from device_host.plugins.quarantine import QuarantinePolicy
 from device_host.plugins.scheduler import TickScheduler
 from device_host.plugins.watcher import PluginDirectoryWatcher
-from device_host.readings import ReadingHistory, RecordedReading
+from device_host.readings import SENSOR_SOURCE_PREFIX, ReadingHistory, RecordedReading
 from device_host.runtime import (
     ArtifactCache,
     EngineSettings,
@@ -36,7 +36,6 @@ class DeviceHost:
         self.config = config
         self.version = __version__
         self.started_at = time.time()
-        self.ready = False
         self.metrics = Metrics()
         self.readings = ReadingHistory()
         self.events = EventLog()
@@ -64,14 +63,18 @@ class DeviceHost:
         self.scheduler = TickScheduler(self.plugins, self.readings)
 
     def start(self) -> None:
-        """Starts sampling and loads every plugin present; returns once they are serving."""
+        """Starts sampling, the plugin watcher and the scheduler; plugins load in the background."""
         self._ticker.start()
         for sampler in self.samplers.values():
             sampler.start()
         self.watcher.start()
         self.scheduler.start()
-        self.ready = True
-        log.info("device host %s started with %d plugins", self.version, len(self.plugins.slots()))
+        log.info("device host %s started, plugins in %s", self.version, self.config.plugins.dir)
+
+    @property
+    def ready(self) -> bool:
+        """Whether every plugin present at start-up has been loaded (or refused)."""
+        return self.watcher.caught_up
 
     def stop(self) -> None:
         """Stops background work and drops every Store before the interpreter exits.
@@ -99,13 +102,14 @@ class DeviceHost:
                 "failure_rate": sensor.failure_rate,
                 "hang": sensor.hang,
                 "dead": sensor.dead,
+                "base_temperature_c": sensor.base_temperature_c,
             }
         driver = open_dht22(sensor.driver, pin, **options)
 
         def record(reading: Reading) -> None:
             self.readings.add(
                 RecordedReading(
-                    source=f"dht22:{pin}",
+                    source=f"{SENSOR_SOURCE_PREFIX}{pin}",
                     temperature_c=reading.temperature_c,
                     humidity_pct=reading.humidity_pct,
                     taken_at=reading.taken_at,

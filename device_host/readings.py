@@ -6,6 +6,8 @@ import threading
 from collections import deque
 from dataclasses import asdict, dataclass
 
+SENSOR_SOURCE_PREFIX = "dht22:"
+
 
 @dataclass(frozen=True)
 class RecordedReading:
@@ -30,12 +32,22 @@ class ReadingHistory:
                 return  # the same sample seen twice, or a clock step backwards
             series.append(reading)
 
-    def latest(self, source: str | None = None) -> RecordedReading | None:
+    def latest(self, prefix: str = "") -> RecordedReading | None:
+        """The newest reading among sources whose name starts with ``prefix``."""
         with self._lock:
             candidates = [
-                s[-1] for name, s in self._sources.items() if s and source in (None, name)
+                s[-1] for name, s in self._sources.items() if s and name.startswith(prefix)
             ]
         return max(candidates, key=lambda r: r.taken_at, default=None)
+
+    def current(self, max_age_s: float, now: float) -> RecordedReading | None:
+        """The newest reading younger than ``max_age_s``: the device's own sensors first,
+        then readings that plugins of the demo's sensor world reported."""
+        for prefix in (SENSOR_SOURCE_PREFIX, ""):
+            reading = self.latest(prefix)
+            if reading is not None and now - reading.taken_at <= max_age_s:
+                return reading
+        return None
 
     def to_json(self, since: float = 0.0, limit: int = 720) -> dict[str, list[dict[str, object]]]:
         with self._lock:

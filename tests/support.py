@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -96,6 +98,7 @@ class HostProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
+            preexec_fn=_die_with_parent,
         )
         self.wait_for_status(wait_for, timeout)
 
@@ -139,6 +142,11 @@ class HostProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _die_with_parent() -> None:
+    """A killed test run must not leave host processes behind (Linux PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 
 def _toml(config: dict[str, dict[str, object]]) -> str:
@@ -191,3 +199,45 @@ def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1100,900",
+]
+
+
+def browse(url: str, screenshot: str, *, settle_ms: int = 4000) -> str:
+    """Loads ``url`` in headless Chromium, lets its scripts run, keeps a screenshot.
+
+    Returns the DOM as a person's browser has it after ``settle_ms`` of page time; the
+    screenshot goes to tests/artifacts/ for a person to look at.
+    """
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        common = [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={settle_ms}",
+        ]
+        dom = subprocess.run(
+            [*common, "--dump-dom", url], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        subprocess.run(
+            [*common, f"--screenshot={ARTIFACTS / screenshot}", url],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+    return dom

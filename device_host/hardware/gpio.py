@@ -37,6 +37,9 @@ class GpioOutputs(Protocol):
     def close(self) -> None:
         """Release the lines; later calls raise GpioError. Safe to call twice."""
 
+    def levels(self) -> dict[int, bool]:
+        """Every configured pin and its level, for /healthz."""
+
 
 class _Levels:
     """The levels last driven, per configured pin, behind the lock that also guards I/O."""

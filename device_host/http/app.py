@@ -24,8 +24,8 @@ def create_app(host: DeviceHost) -> web.Application:
     executor = ThreadPoolExecutor(
         max_workers=host.config.plugins.pool_size * 2, thread_name_prefix="plugin-call"
     )
-    DashboardRoutes(host, executor).add_to(app)
     StatusRoutes(host).add_to(app)
+    DashboardRoutes(host, executor).add_to(app)
 
     async def lifecycle(_app: web.Application):  # type: ignore[no-untyped-def]
         await asyncio.get_running_loop().run_in_executor(None, host.start)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -14,14 +15,16 @@ from device_host.runtime import HttpRequest, HttpResponse, LoadedVersion
 from device_host.runtime.exports import demo_render, handle_http
 from device_host.runtime.instance import PluginInstance
 
+MOUNT_HEADER = "x-forwarded-prefix"
+"""Tells a plugin where it is mounted ("" at the root), so it can build absolute links."""
 DASHBOARD_WORLDS = frozenset({"dashboard", "demo:dashboard-plugin"})
 _DROPPED_HEADERS = frozenset(
     {"connection", "content-length", "keep-alive", "set-cookie", "transfer-encoding", "upgrade"}
 )
 
 
-class NoReadingYet(Exception):
-    """A demo dashboard renders the latest reading, and there is none yet."""
+class NoFreshReading(Exception):
+    """A demo dashboard renders the current reading, and there is none."""
 
 
 class DashboardRoutes:
@@ -30,20 +33,27 @@ class DashboardRoutes:
         self._executor = executor
 
     def add_to(self, app: web.Application) -> None:
-        app.router.add_route("*", "/", self.root)
+        """Adds the plugin routes; add them last, as the root dashboard takes every other path."""
         app.router.add_route("*", "/plugins/{name}", self.plugin)
         app.router.add_route("*", "/plugins/{name}/{tail:.*}", self.plugin)
+        app.router.add_route("*", "/{tail:.*}", self.root)
 
     async def root(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, self._host.config.plugins.dashboard, "/")
+        name = self._host.config.plugins.dashboard
+        return await self._serve(request, name, "/" + request.match_info["tail"], mount="")
 
     async def plugin(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
         tail = request.match_info.get("tail", "")
-        return await self._serve(request, request.match_info["name"], "/" + tail)
+        return await self._serve(request, name, "/" + tail, mount=f"/plugins/{name}")
 
-    async def _serve(self, request: web.Request, name: str, path: str) -> web.StreamResponse:
+    async def _serve(
+        self, request: web.Request, name: str, path: str, mount: str
+    ) -> web.StreamResponse:
         slot = self._host.plugins.slot(name)
         version = slot.version if slot else None
+        if slot is None and not self._host.ready:
+            return error_page(503, "Starting", f"The device host is still loading {name}.")
         if slot is None:
             return error_page(404, "No such plugin", f"This device has no plugin named {name}.")
         if version is not None and version.manifest.world not in DASHBOARD_WORLDS:
@@ -52,7 +62,10 @@ class DashboardRoutes:
             method=request.method,
             path=path,
             query=request.query_string,
-            headers=[(k.lower(), v) for k, v in request.headers.items()],
+            headers=[
+                *((k.lower(), v) for k, v in request.headers.items()),
+                (MOUNT_HEADER, mount),
+            ],
             body=await request.read(),
         )
 
@@ -66,8 +79,8 @@ class DashboardRoutes:
             return error_page(503, "Plugin unavailable", str(exc))
         except PluginTrap as trap:
             return error_page(500, f"Plugin {name} was stopped", f"{trap.kind}: {trap.detail}")
-        except NoReadingYet:
-            return error_page(503, "Waiting for the sensor", "No sensor reading has arrived yet.")
+        except NoFreshReading:
+            return error_page(503, "No sensor reading", "The sensor has no current reading.")
         response = web.Response(status=reply.status, body=reply.body)
         for key, value in reply.headers:
             if key.lower() not in _DROPPED_HEADERS:
@@ -79,9 +92,10 @@ class DashboardRoutes:
     ) -> HttpResponse:
         if version.manifest.world == "dashboard":
             return handle_http(instance, version.entry_interface, request)
-        latest = self._host.readings.latest()
+        stale_after_s = self._host.config.sensor.stale_after_s
+        latest = self._host.readings.current(stale_after_s, time.time())
         if latest is None:
-            raise NoReadingYet
+            raise NoFreshReading
         html = demo_render(
             instance, version.entry_interface, latest.temperature_c, latest.humidity_pct
         )

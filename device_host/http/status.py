@@ -8,9 +8,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from device_host.hardware import Dht22Sampler
 from device_host.host import DeviceHost
 from device_host.metrics import Labels
 from device_host.plugins.slot import PluginState
+from device_host.readings import SENSOR_SOURCE_PREFIX
 from device_host.runtime.memory import resident_bytes
 
 
@@ -40,7 +42,8 @@ class StatusRoutes:
                 "host_version": host.version,
                 "uptime_s": round(now - host.started_at, 1),
                 "plugins": plugins,
-                "sensors": [s.snapshot().to_json(now) for s in host.samplers.values()],
+                "sensors": [_sensor_json(s, now) for s in host.samplers.values()],
+                "gpio": {str(pin): high for pin, high in host.gpio.levels().items()},
                 "events": host.events.recent(),
             }
         )
@@ -79,7 +82,8 @@ class StatusRoutes:
             since = float(request.query.get("since", "0"))
         except ValueError:
             raise web.HTTPBadRequest(text="since must be a Unix timestamp") from None
-        latest = self._host.readings.latest()
+        readings = self._host.readings
+        latest = readings.latest(SENSOR_SOURCE_PREFIX) or readings.latest()
         now = time.time()
         return web.json_response(
             {
@@ -87,10 +91,16 @@ class StatusRoutes:
                 "latest": None
                 if latest is None
                 else {**latest.__dict__, "age_s": now - latest.taken_at},
-                "sensors": [s.snapshot().to_json(now) for s in self._host.samplers.values()],
+                "sensors": [_sensor_json(s, now) for s in self._host.samplers.values()],
                 "history": self._host.readings.to_json(since),
             }
         )
+
+
+def _sensor_json(sampler: Dht22Sampler, now: float) -> dict[str, object]:
+    """The sampler's state, plus ``status``: what a plugin's read would answer right now."""
+    error = sampler.lookup().error
+    return {**sampler.snapshot().to_json(now), "status": str(error) if error else "ok"}
 
 
 def _process_memory() -> dict[str, int]:

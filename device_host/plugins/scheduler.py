@@ -68,7 +68,7 @@ class TickScheduler:
 
     def _run_one(self, slot: PluginSlot) -> None:
         try:
-            slot.call(self._work)
+            slot.report_outcome(slot.call(self._work))
         except PluginUnavailable:
             pass
         except PluginTrap as trap:
@@ -79,22 +79,21 @@ class TickScheduler:
             with self._lock:
                 self._running.discard(slot.name)
 
-    def _work(self, version: LoadedVersion, instance: PluginInstance) -> None:
+    def _work(self, version: LoadedVersion, instance: PluginInstance) -> str | None:
+        """One tick or poll; returns the plugin's error, if it reported one."""
         manifest = version.manifest
         if manifest.world == "automation":
-            error = tick(instance, version.entry_interface, int(self._clock() * 1000))
-            if error is not None:
-                logging.getLogger(f"plugin.{manifest.name}").warning("tick failed: %s", error)
-            return
+            return tick(instance, version.entry_interface, int(self._clock() * 1000))
         for reading in demo_poll(instance, version.entry_interface):
             self._readings.add(
                 RecordedReading(
                     source=f"{manifest.name}:{reading.sensor_id}",
-                    temperature_c=reading.temperature,
-                    humidity_pct=reading.humidity,
+                    temperature_c=round(reading.temperature, 2),  # f32 noise, not precision
+                    humidity_pct=round(reading.humidity, 2),
                     taken_at=reading.timestamp_ms / 1000,
                 )
             )
+        return None
 
 
 def _interval(version: LoadedVersion) -> float:

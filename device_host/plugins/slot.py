@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TypeVar
 
-from device_host.errors import PluginTrap, PluginUnavailable
+from device_host.errors import PluginTrap, PluginUnavailable, VersionRetired
 from device_host.metrics import Metrics
 from device_host.plugins.events import EventKind, EventLog
 from device_host.plugins.quarantine import Quarantine, QuarantinePolicy
@@ -17,6 +18,8 @@ from device_host.runtime import LoadedVersion
 from device_host.runtime.instance import PluginInstance
 
 T = TypeVar("T")
+
+SWAP_RETRIES = 3
 
 
 class PluginState(StrEnum):
@@ -47,6 +50,7 @@ class PluginSlot:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.load_error: str | None = None
+        self._last_outcome: str | None = None
 
     @property
     def version(self) -> LoadedVersion | None:
@@ -70,6 +74,19 @@ class PluginSlot:
             self.last_error, self.last_error_at = reason, time.time()
         self._events.add(self.name, version, EventKind.REFUSED, reason)
 
+    def report_outcome(self, error: str | None) -> None:
+        """Records what a periodic call returned; logs only changes, not every tick."""
+        logger = logging.getLogger(f"plugin.{self.name}")
+        with self._lock:
+            changed = error != self._last_outcome
+            self._last_outcome = error
+            if error is not None:
+                self.last_error, self.last_error_at = error, time.time()
+        if changed and error is not None:
+            logger.warning("tick failed: %s", error)
+        elif changed:
+            logger.info("tick succeeded again")
+
     def clear(self) -> None:
         with self._lock:
             old, self._version = self._version, None
@@ -79,13 +96,20 @@ class PluginSlot:
 
     def call(self, work: Callable[[LoadedVersion, PluginInstance], T]) -> T:
         """Runs ``work`` on the serving version, recording latency, traps and quarantine."""
+        for _attempt in range(SWAP_RETRIES):
+            try:
+                return self._call_current(work)
+            except VersionRetired:
+                continue  # swapped while waiting for an instance: the new version takes it
+        raise PluginUnavailable(f"plugin {self.name} is being swapped too often to serve")
+
+    def _call_current(self, work: Callable[[LoadedVersion, PluginInstance], T]) -> T:
         now = time.monotonic()
         with self._lock:
             version = self._version
             if version is None:
-                raise PluginUnavailable(
-                    f"plugin {self.name} has no loaded version: {self.load_error}"
-                )
+                reason = self.load_error or "it is still loading"
+                raise PluginUnavailable(f"plugin {self.name} has no loaded version: {reason}")
             if self._quarantine.active(now):
                 wait = self._quarantine.remaining_s(now)
                 raise PluginUnavailable(

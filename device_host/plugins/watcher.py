@@ -31,12 +31,20 @@ class PluginDirectoryWatcher:
         self._loaded: dict[Path, Stamp] = {}
         self._names: dict[Path, str] = {}
         self._stop = threading.Event()
+        self._first_pass_done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="plugin-watcher", daemon=True)
 
     def start(self) -> None:
-        """Loads every plugin present now, then keeps watching in the background."""
-        self.scan(settle=False)
+        """Starts watching; the first pass loads every plugin present, in the background.
+
+        The server answers meanwhile: a first boot may compile for minutes on a Pi.
+        """
         self._thread.start()
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the first pass over the directory has finished."""
+        return self._first_pass_done.is_set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -79,11 +87,16 @@ class PluginDirectoryWatcher:
             self._manager.install(manifest, wasm)
 
     def _run(self) -> None:
+        self._scan_logging_failures(settle=False)
+        self._first_pass_done.set()
         while not self._stop.wait(self._poll_s):
-            try:
-                self.scan()
-            except Exception:
-                log.exception("plugin directory scan failed")
+            self._scan_logging_failures(settle=True)
+
+    def _scan_logging_failures(self, *, settle: bool) -> None:
+        try:
+            self.scan(settle=settle)
+        except Exception:
+            log.exception("plugin directory scan failed")
 
 
 def _stamp(folder: Path, manifest_path: Path) -> Stamp | None:

@@ -15,7 +15,13 @@ from typing import Any, Protocol
 
 from wasmtime.component import LinkerInstance, Record
 
-from device_host.hardware import GpioError, GpioOutputs, SensorLookup
+from device_host.hardware import (
+    GpioError,
+    GpioOutputs,
+    SensorErrorKind,
+    SensorLookup,
+    SensorSnapshot,
+)
 from device_host.runtime.guest_log import GuestLog
 from device_host.storage.kv import PluginKv
 
@@ -24,6 +30,8 @@ class SensorSource(Protocol):
     """Anything that answers a plugin's sensor read from a cache (the DHT22 sampler)."""
 
     def lookup(self) -> SensorLookup: ...
+
+    def snapshot(self) -> SensorSnapshot: ...
 
 
 @dataclass(frozen=True)
@@ -50,23 +58,28 @@ def add_log(instance: LinkerInstance, guest_log: GuestLog) -> None:
 def add_dht22(instance: LinkerInstance, pins: frozenset[int], services: HostServices) -> None:
     """``fleet:plugin/dht22``: the sampler's cached reading for a granted pin; never blocks."""
 
-    def read(_store: Any, pin: int) -> Record | str:
+    def answer(pin: int, *, fresh: bool) -> Record | str:
         if pin not in pins:
             return "not-granted"
         sensor = services.sensors.get(pin)
         if sensor is None:
             return "unavailable"
-        answer = sensor.lookup()
-        if answer.reading is None:
-            return str(answer.error or "unavailable")
+        if fresh:
+            found = sensor.lookup()
+            reading, error = found.reading, found.error
+        else:
+            reading, error = sensor.snapshot().reading, SensorErrorKind.NOT_READY
+        if reading is None:
+            return str(error or "unavailable")
         return _record(
-            temperature_c=answer.reading.temperature_c,
-            humidity_pct=answer.reading.humidity_pct,
-            taken_at_ms=int(answer.reading.taken_at * 1000),
-            age_ms=answer.age_ms,
+            temperature_c=reading.temperature_c,
+            humidity_pct=reading.humidity_pct,
+            taken_at_ms=int(reading.taken_at * 1000),
+            age_ms=max(0, int((services.wall_clock() - reading.taken_at) * 1000)),
         )
 
-    instance.add_func("read", read)
+    instance.add_func("read", lambda _store, pin: answer(pin, fresh=True))
+    instance.add_func("last-good", lambda _store, pin: answer(pin, fresh=False))
 
 
 def add_gpio(instance: LinkerInstance, pins: frozenset[int], services: HostServices) -> None:

@@ -53,6 +53,8 @@ class PluginKv:
         if not key or len(key.encode()) > MAX_KEY_BYTES:
             return KvError.INVALID_KEY
         with self._lock:
+            if self._data.get(key) == value:
+                return None  # nothing to write: keep flash wear down
             updated = {**self._data, key: bytes(value)}
             if _size(updated) > self.quota_bytes:
                 return KvError.QUOTA_EXCEEDED

@@ -1,0 +1,135 @@
+"""Instance pools and slots: parallel Stores, replacement after traps, and swaps mid-wait."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from device_host.errors import PluginUnavailable, VersionRetired
+from device_host.manifest import load_manifest
+from device_host.metrics import Metrics
+from device_host.plugins.events import EventLog
+from device_host.plugins.quarantine import QuarantinePolicy
+from device_host.plugins.slot import PluginSlot
+from device_host.runtime import GuestLog, load_version
+from device_host.runtime.exports import HttpRequest, handle_http
+from device_host.runtime.pool import InstancePool
+
+
+@pytest.fixture
+def hello(load_context, build):
+    folder = build("hello")
+    version = load_version(
+        load_context,
+        load_manifest(folder / "manifest.toml"),
+        folder / "hello.wasm",
+        GuestLog("hello"),
+    )
+    yield version
+    version.retire()
+
+
+def _page(version, instance) -> bytes:  # type: ignore[no-untyped-def]
+    return handle_http(instance, version.entry_interface, HttpRequest("GET", "/")).body
+
+
+def _hold(pool: InstancePool, release: threading.Event) -> threading.Thread:
+    """Keeps the pool's only instance busy until ``release`` is set."""
+    holding = threading.Event()
+
+    def work(_instance) -> None:  # type: ignore[no-untyped-def]
+        holding.set()
+        release.wait(10)
+
+    thread = threading.Thread(target=pool.run, args=(work,))
+    thread.start()
+    holding.wait(5)
+    return thread
+
+
+def test_a_caller_waiting_on_a_retired_pool_is_told_at_once(hello):
+    pool = InstancePool(hello.new_instance, size=1, wait_s=10)
+    release = threading.Event()
+    holder = _hold(pool, release)
+    outcome: list[BaseException] = []
+
+    def wait_for_instance() -> None:
+        try:
+            pool.run(lambda _instance: None)
+        except VersionRetired as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait_for_instance)
+    waiter.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    pool.retire()
+    waiter.join(5)
+    release.set()
+    holder.join(5)
+
+    assert len(outcome) == 1
+    assert time.monotonic() - started < 1.0
+    assert pool.live_instances == 0
+
+
+def test_a_busy_pool_answers_unavailable_after_its_wait(hello):
+    pool = InstancePool(hello.new_instance, size=1, wait_s=0.3)
+    release = threading.Event()
+    holder = _hold(pool, release)
+
+    with pytest.raises(PluginUnavailable, match="stayed busy"):
+        pool.run(lambda _instance: None)
+    release.set()
+    holder.join(5)
+
+
+def test_a_call_waiting_during_a_swap_is_served_by_the_new_version(hello, load_context, build):
+    slot = PluginSlot("hello", QuarantinePolicy(), EventLog(), Metrics())
+    slot.swap(hello)
+    folder = build("hello", replace={"version 1": "version 2"}, version="2.0.0", label="hello-v2")
+    newer = load_version(
+        load_context,
+        load_manifest(folder / "manifest.toml"),
+        folder / "hello.wasm",
+        GuestLog("hello"),
+    )
+    release = threading.Event()
+    holders = [
+        threading.Thread(target=slot.call, args=(lambda v, i: release.wait(10),)) for _ in range(2)
+    ]
+    for thread in holders:
+        thread.start()
+    time.sleep(0.3)  # both of version 1's instances are now busy
+    answers: list[bytes] = []
+    waiter = threading.Thread(target=lambda: answers.append(slot.call(_page)))
+    waiter.start()
+    time.sleep(0.2)
+
+    slot.swap(newer)
+    waiter.join(5)
+    release.set()
+    for thread in holders:
+        thread.join(5)
+
+    assert answers == [b"hello from version 2"]
+    newer.retire()
+
+
+def test_parallel_calls_use_separate_instances(hello):
+    seen: set[int] = set()
+    barrier = threading.Barrier(2)
+
+    def work(instance) -> None:  # type: ignore[no-untyped-def]
+        seen.add(id(instance))
+        barrier.wait(5)
+
+    threads = [threading.Thread(target=hello.run, args=(work,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+
+    assert len(seen) == 2
