@@ -52,13 +52,21 @@ function show(sensor, now) {
     $("humidity").textContent = lastGood.humidity_pct.toFixed(1) + " %";
   }
 }
-function draw(points) {
+function draw(points, now) {
+  if (!points.length) {
+    $("line").setAttribute("points", "");
+    $("range").textContent = "No readings in the last 5 minutes";
+    return;
+  }
   const values = points.map((p) => p.temperature_c);
   const lo = Math.min(...values) - 0.5, hi = Math.max(...values) + 0.5;
+  const start = points[0].taken_at, span = Math.max(now - start, 1);  // fill the width
   $("line").setAttribute("points", points.map((p) =>
-    (p.taken_at - since).toFixed(1) + "," + (100 * (hi - p.temperature_c) / (hi - lo)).toFixed(1)
+    (300 * (p.taken_at - start) / span).toFixed(1) + ","
+    + (100 * (hi - p.temperature_c) / (hi - lo)).toFixed(1)
   ).join(" "));
-  if (values.length) $("range").textContent = "Temperature, last 5 minutes: "
+  const shown = span < 90 ? Math.round(span) + " s" : Math.round(span / 60) + " min";
+  $("range").textContent = "Temperature, last " + shown + ": "
     + Math.min(...values).toFixed(1) + " to " + Math.max(...values).toFixed(1) + " °C";
 }
 async function refresh() {
@@ -66,7 +74,7 @@ async function refresh() {
     const data = await (await fetch("/api/readings?since=" + since)).json();
     since = data.now - WINDOW_S;  // the device's clock, which may differ from the browser's
     show(data.sensors.find((s) => s.pin === PIN) || { status: "unavailable" }, data.now);
-    draw((data.history["dht22:" + PIN] || []).filter((p) => p.taken_at > since));
+    draw((data.history["dht22:" + PIN] || []).filter((p) => p.taken_at > since), data.now);
   } catch (e) {
     $("status").textContent = "Device unreachable, retrying…";
   }

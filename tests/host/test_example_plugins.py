@@ -44,6 +44,7 @@ def test_the_dashboard_shows_the_live_reading_and_a_history_chart_in_a_browser(h
     assert re.search(r"\d+\.\d\s*%", dom), "no humidity on the page"
     points = re.search(r'<polyline[^>]*points="([^"]+)"', dom)
     assert points is not None and len(points.group(1).split()) >= 2, "no history chart"
+    assert re.search(r"Temperature, last \d+ s: \d+\.\d to \d+\.\d °C", dom)
 
 
 def test_the_dashboard_reading_endpoint_returns_json(host):
@@ -85,7 +86,8 @@ def test_the_dashboard_shows_a_failing_sensor_as_an_error(tmp_path, compiled_dir
     finally:
         host.stop()
 
-    assert "unavailable" in dom.lower()
+    assert "Sensor unavailable" in dom
+    assert "No readings in the last 5 minutes" in dom
 
 
 def test_the_thermostat_runs_the_fan_when_it_is_warm(tmp_path, compiled_dir, build):
