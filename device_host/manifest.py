@@ -68,12 +68,18 @@ class Manifest:
     def label(self) -> str:
         return f"{self.name} {self.version}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_data(self) -> dict[str, Any]:
+        """The manifest in its file's schema; `parse_manifest` reads it back unchanged."""
         return {
             "name": self.name,
             "version": self.version,
             "world": self.world,
-            "capabilities": self.capabilities.describe(),
+            "component": self.component,
+            "capabilities": {
+                "dht22": sorted(self.capabilities.dht22_pins),
+                "gpio-out": sorted(self.capabilities.gpio_out_pins),
+                "kv-quota-bytes": self.capabilities.kv_quota_bytes,
+            },
             "limits": {
                 "memory-mib": self.limits.memory_mib,
                 "call-timeout-ms": self.limits.call_timeout_ms,

@@ -19,6 +19,39 @@ from device_host.contract.signatures import component_surface
 from device_host.errors import PluginLoadError
 from device_host.manifest import Manifest
 
+COMPONENT_MAGIC = b"\x00asm\x0d\x00\x01\x00"
+CORE_MODULE_MAGIC = b"\x00asm\x01\x00\x00\x00"
+
+
+def magic_problem(data: bytes) -> str | None:
+    """What the bytes are if not a component; wasmtime would parse them as text, misleadingly."""
+    if data.startswith(COMPONENT_MAGIC):
+        return None
+    if data.startswith(CORE_MODULE_MAGIC):
+        return "is a core WebAssembly module, not a component (build it with componentize-py)"
+    if not data:
+        return "the component file is empty"
+    return f"is not WebAssembly (starts with {data[:8].hex(' ')})"
+
+
+def validate_component(engine: wasmtime.Engine, data: bytes, manifest: Manifest) -> dict[str, str]:
+    """Everything a device will check, done before a version is accepted anywhere.
+
+    Compiles the component (seconds for an 18 MB one) to read its types, so run it off any
+    request path that must answer fast. Raises `PluginLoadError` naming each problem.
+    """
+    problem = magic_problem(data)
+    if problem is not None:
+        raise PluginLoadError(manifest.name, manifest.version, problem)
+    try:
+        component = Component(engine, data)
+    except wasmtime.WasmtimeError as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise PluginLoadError(
+            manifest.name, manifest.version, f"not a valid component: {detail}"
+        ) from None
+    return check_component(engine, component, manifest)
+
 
 def check_component(
     engine: wasmtime.Engine, component: Component, manifest: Manifest

@@ -18,14 +18,13 @@ from pathlib import Path
 import wasmtime
 from wasmtime.component import Component
 
+from device_host.contract import magic_problem
 from device_host.errors import PluginLoadError
 from device_host.runtime.engine import EngineSettings
 from device_host.storage.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-COMPONENT_MAGIC = b"\x00asm\x0d\x00\x01\x00"
-CORE_MODULE_MAGIC = b"\x00asm\x01\x00\x00\x00"
 COMPILE_NICENESS = 10
 
 
@@ -60,7 +59,9 @@ class ArtifactCache:
             data = wasm_path.read_bytes()
         except OSError as exc:
             raise PluginLoadError(plugin, version, f"cannot read {wasm_path}: {exc}") from None
-        _check_magic(data, plugin, version)
+        problem = magic_problem(data)
+        if problem is not None:
+            raise PluginLoadError(plugin, version, problem)
         sha256 = hashlib.sha256(data).hexdigest()
         artifact = self.artifact_path(sha256)
         if artifact.exists():
@@ -117,19 +118,6 @@ def _compile_in_background(engine: wasmtime.Engine, data: bytes) -> bytes:
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
     return outcome[0]
-
-
-def _check_magic(data: bytes, plugin: str, version: str) -> None:
-    """wasmtime parses anything that is not binary wasm as text, with misleading errors."""
-    if data.startswith(COMPONENT_MAGIC):
-        return
-    if data.startswith(CORE_MODULE_MAGIC):
-        reason = "is a core WebAssembly module, not a component (build it with componentize-py)"
-    elif not data:
-        reason = "the component file is empty"
-    else:
-        reason = f"is not WebAssembly (starts with {data[:8].hex(' ')})"
-    raise PluginLoadError(plugin, version, reason)
 
 
 def _first_line(exc: Exception) -> str:
