@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ class PluginsConfig:
     dir: Path = Path("plugins")
     poll_interval_s: float = 1.0
     pool_size: int = 2
+    source: str = "signed"
+    """``signed``: only releases the fleet key signed, via the agent. ``local``: development
+    mode, unsigned plugins from ``dir``, hot-swapped when their files change."""
     dashboard: str = "dashboard"
     """The dashboard plugin served at ``/``."""
     quarantine_traps: int = 3
@@ -37,6 +41,20 @@ class PluginsConfig:
     quarantine_window_s: float = 60.0
     quarantine_backoff_s: float = 10.0
     """First quarantine; each relapse doubles it, up to five minutes."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """How this device reaches its control plane (used when ``[plugins] source = "signed"``)."""
+
+    control_plane_url: str = ""
+    """Empty: no control plane; the device runs what it accepted before."""
+    enrollment_token: str = ""
+    device_name: str = field(default_factory=socket.gethostname)
+    agent_url: str = ""
+    """How the control plane reaches this host; default ``http://<hostname>:<port>``."""
+    trusted_keys_dir: Path = Path("/etc/device-host/trusted-keys")
+    heartbeat_interval_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,7 @@ class HostConfig:
     state: StateConfig = field(default_factory=StateConfig)
     sensor: SensorConfig = field(default_factory=SensorConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
 
     @property
     def artifact_dir(self) -> Path:
@@ -179,6 +198,8 @@ def _validate(config: HostConfig) -> None:
         )
     if config.gpio.driver not in {"simulated", "gpiod"}:
         raise ConfigError(f"[gpio] driver {config.gpio.driver!r}: use simulated or gpiod")
+    if config.plugins.source not in {"signed", "local"}:
+        raise ConfigError(f"[plugins] source {config.plugins.source!r}: use signed or local")
     if not 1 <= config.plugins.pool_size <= 16:
         raise ConfigError("[plugins] pool_size must be 1..16")
     if not 0.0 <= config.sensor.failure_rate <= 1.0:

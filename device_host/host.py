@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
+import socket
 import time
 
 from device_host import __version__
+from device_host.agent import DeviceAgent
 from device_host.config import HostConfig
 from device_host.hardware import Dht22Sampler, GpioOutputs, Reading, open_dht22, open_gpio
 from device_host.metrics import Metrics
@@ -57,9 +60,26 @@ class DeviceHost:
             base_backoff_s=config.plugins.quarantine_backoff_s,
         )
         self.plugins = PluginManager(context, policy, self.events, self.metrics)
-        self.watcher = PluginDirectoryWatcher(
-            config.plugins.dir, self.plugins, config.plugins.poll_interval_s
-        )
+        self.agent: DeviceAgent | None = None
+        self.source: PluginDirectoryWatcher | DeviceAgent
+        """Where plugins come from: the local directory, or the agent's signed releases."""
+        if config.plugins.source == "local":
+            self.source = PluginDirectoryWatcher(
+                config.plugins.dir, self.plugins, config.plugins.poll_interval_s
+            )
+        else:
+            agent_config = config.agent
+            if not agent_config.agent_url:
+                url = f"http://{socket.gethostname()}:{config.server.port}"
+                agent_config = dataclasses.replace(agent_config, agent_url=url)
+            self.agent = self.source = DeviceAgent(
+                agent_config,
+                config.state.dir / "agent",
+                self.version,
+                self.plugins,
+                self.readings,
+                self.events,
+            )
         self.scheduler = TickScheduler(self.plugins, self.readings)
 
     def start(self) -> None:
@@ -67,14 +87,14 @@ class DeviceHost:
         self._ticker.start()
         for sampler in self.samplers.values():
             sampler.start()
-        self.watcher.start()
+        self.source.start()
         self.scheduler.start()
         log.info("device host %s started, plugins in %s", self.version, self.config.plugins.dir)
 
     @property
     def ready(self) -> bool:
         """Whether every plugin present at start-up has been loaded (or refused)."""
-        return self.watcher.caught_up
+        return self.source.caught_up
 
     def stop(self) -> None:
         """Stops background work and drops every Store before the interpreter exits.
@@ -82,7 +102,7 @@ class DeviceHost:
         A Store still alive at exit makes wasmtime's output threads panic, so this runs
         even on a signal.
         """
-        self.watcher.stop()
+        self.source.stop()
         self.scheduler.stop()
         self.plugins.close()
         for sampler in self.samplers.values():

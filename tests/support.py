@@ -84,7 +84,7 @@ class HostProcess:
         self.plugins_dir.mkdir(parents=True, exist_ok=True)
         config = {
             "server": {"host": "127.0.0.1", "port": self.port},
-            "plugins": {"dir": str(self.plugins_dir), "poll_interval_s": 0.2},
+            "plugins": {"dir": str(self.plugins_dir), "poll_interval_s": 0.2, "source": "local"},
             "state": {"dir": str(self.workdir / "state"), "compiled_dir": str(self.compiled_dir)},
             "sensor": {"interval_s": 0.2, "stale_after_s": 5.0},
         }

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from device_host.host import DeviceHost
+from device_host.http.agent import AgentRoutes
 from device_host.http.dashboard import DashboardRoutes
 from device_host.http.status import StatusRoutes
 
@@ -25,6 +26,8 @@ def create_app(host: DeviceHost) -> web.Application:
         max_workers=host.config.plugins.pool_size * 2, thread_name_prefix="plugin-call"
     )
     StatusRoutes(host).add_to(app)
+    if host.agent is not None:
+        AgentRoutes(host.agent).add_to(app)
     DashboardRoutes(host, executor).add_to(app)
 
     async def lifecycle(_app: web.Application):  # type: ignore[no-untyped-def]

@@ -44,6 +44,7 @@ class StatusRoutes:
                 "plugins": plugins,
                 "sensors": [_sensor_json(s, now) for s in host.samplers.values()],
                 "gpio": {str(pin): high for pin, high in host.gpio.levels().items()},
+                "agent": host.agent.status() if host.agent is not None else None,
                 "events": host.events.recent(),
             }
         )

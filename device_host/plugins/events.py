@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
@@ -15,6 +16,7 @@ class EventKind(StrEnum):
     TRAPPED = "trapped"
     QUARANTINED = "quarantined"
     REMOVED = "removed"
+    REVERTED = "reverted"
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,22 @@ class PluginEvent:
 
 
 class EventLog:
+    """Recent events in memory, and listeners (the agent) that keep them durably."""
+
     def __init__(self, capacity: int = 200) -> None:
         self._events: deque[PluginEvent] = deque(maxlen=capacity)
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[PluginEvent], None]] = []
+
+    def subscribe(self, listener: Callable[[PluginEvent], None]) -> None:
+        self._listeners.append(listener)
 
     def add(self, plugin: str, version: str, kind: EventKind, detail: str = "") -> None:
+        event = PluginEvent(time.time(), plugin, version, kind, detail)
         with self._lock:
-            self._events.append(PluginEvent(time.time(), plugin, version, kind, detail))
+            self._events.append(event)
+        for listener in self._listeners:
+            listener(event)
 
     def recent(self, limit: int = 50) -> list[dict[str, object]]:
         with self._lock:

@@ -25,6 +25,7 @@ def test_defaults_serve_port_3000_with_a_simulated_sensor():
         (4,),
     )
     assert config.artifact_dir == Path("var/device-host/compiled")
+    assert config.plugins.source == "signed"
 
 
 def test_the_file_sets_values_and_the_environment_overrides_them(tmp_path):

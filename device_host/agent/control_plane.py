@@ -1,0 +1,86 @@
+"""The agent's side of the control plane API: enroll, heartbeat, download artifacts."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+from device_host.errors import DeviceHostError
+
+TIMEOUT_S = 15.0
+
+
+class ControlPlaneError(DeviceHostError):
+    """The control plane could not be reached or refused a request."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ControlPlaneClient:
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+
+    def enroll(
+        self, enrollment_token: str, name: str, host_version: str, agent_url: str
+    ) -> dict[str, Any]:
+        body = {
+            "enrollment_token": enrollment_token,
+            "name": name,
+            "host_version": host_version,
+            "agent_url": agent_url,
+        }
+        return self._post("/api/v1/enroll", body, authenticated=False)
+
+    def heartbeat(self, report: dict[str, Any]) -> dict[str, Any]:
+        return self._post("/api/v1/heartbeat", report, authenticated=True)
+
+    @contextmanager
+    def artifact(self, sha256: str) -> Iterator[IO[bytes]]:
+        """Opens the zstd-compressed artifact as a stream; the caller bounds what it reads."""
+        request = urllib.request.Request(
+            f"{self.base_url}/api/v1/artifacts/{sha256}", headers=self._auth_headers()
+        )
+        with self._open(request) as response:
+            yield response
+
+    def _post(self, path: str, body: dict[str, Any], *, authenticated: bool) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if authenticated:
+            headers.update(self._auth_headers())
+        request = urllib.request.Request(
+            self.base_url + path, data=json.dumps(body).encode(), headers=headers, method="POST"
+        )
+        with self._open(request) as response:
+            try:
+                answer = json.loads(response.read())
+            except ValueError:
+                raise ControlPlaneError(f"{path}: the answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise ControlPlaneError(f"{path}: the answer is not a JSON object")
+        return answer
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self.token is None:
+            raise ControlPlaneError("this device is not enrolled")
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @staticmethod
+    @contextmanager
+    def _open(request: urllib.request.Request) -> Iterator[Any]:
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+                yield response
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(2000).decode(errors="replace")
+            raise ControlPlaneError(
+                f"{request.full_url}: HTTP {exc.code}: {detail}", status=exc.code
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ControlPlaneError(f"{request.full_url}: unreachable: {exc}") from None

@@ -1,0 +1,89 @@
+"""What the agent must not forget: its identity, what it accepted, and what it has not reported.
+
+Everything is rewritten atomically, so a ``kill -9`` at any point leaves the old state or the
+new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from device_host.storage.atomic import atomic_write_bytes
+
+MAX_BACKLOG = 1000
+
+
+@dataclass
+class AcceptedRelease:
+    serial: int
+    envelope: dict[str, str]
+
+
+@dataclass
+class AgentStateData:
+    device_id: str | None = None
+    device_token: str | None = None
+    desired_sequence: int = -1
+    releases: dict[str, AcceptedRelease] = field(default_factory=dict)
+    """What each plugin runs now, as signed."""
+    last_good: dict[str, AcceptedRelease] = field(default_factory=dict)
+    """What each plugin ran before its current release, to revert to."""
+    highest_serial: dict[str, int] = field(default_factory=dict)
+    """Rollback protection: nothing at or below this is accepted again."""
+    failed_serials: dict[str, list[int]] = field(default_factory=dict)
+    """Releases that failed here; not retried, so a bad release is reported once."""
+    backlog: list[dict[str, Any]] = field(default_factory=list)
+    """Events not yet acknowledged by the control plane."""
+
+
+class AgentState:
+    """The agent's state file, with a lock around every read-modify-write."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.RLock()
+        self.data = self._load(path)
+
+    def __enter__(self) -> AgentStateData:
+        self._lock.acquire()
+        return self.data
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self._save()
+        finally:
+            self._lock.release()
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        with self as data:
+            data.backlog = [*data.backlog, event][-MAX_BACKLOG:]
+
+    def acknowledge(self, count: int) -> None:
+        """Drops the first ``count`` backlog events, which a heartbeat delivered."""
+        with self as data:
+            data.backlog = data.backlog[count:]
+
+    def _save(self) -> None:
+        atomic_write_bytes(self._path, json.dumps(asdict(self.data), indent=1).encode())
+
+    @staticmethod
+    def _load(path: Path) -> AgentStateData:
+        try:
+            raw = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return AgentStateData()
+        return AgentStateData(
+            device_id=raw.get("device_id"),
+            device_token=raw.get("device_token"),
+            desired_sequence=int(raw.get("desired_sequence", -1)),
+            releases={k: AcceptedRelease(**v) for k, v in raw.get("releases", {}).items()},
+            last_good={k: AcceptedRelease(**v) for k, v in raw.get("last_good", {}).items()},
+            highest_serial={k: int(v) for k, v in raw.get("highest_serial", {}).items()},
+            failed_serials={k: list(v) for k, v in raw.get("failed_serials", {}).items()},
+            backlog=list(raw.get("backlog", [])),
+        )
