@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(python3 python3-venv python3-dev build-essential curl ca-certificates chromium)
+DEBIAN_PACKAGES=(python3 python3-venv python3-dev build-essential curl ca-certificates chromium postgresql)
 VENV=.venv
 STAMP=$VENV/.setup-stamp
 
