@@ -45,7 +45,8 @@ def handle_http(instance: PluginInstance, interface: str, request: HttpRequest) 
     for name in ("method", "path", "query", "headers", "body"):
         setattr(record, name, getattr(request, name))
     reply = instance.call(ExportRef(interface, "handle"), record)
-    body = bytes(reply.body)
+    # A text body lifts to str and a binary one to bytes: the two arms differ in Python type.
+    body = reply.body.encode() if isinstance(reply.body, str) else bytes(reply.body)
     if len(body) > MAX_RESPONSE_BYTES:
         raise PluginTrap(
             instance.label, TrapKind.HOST_ERROR, f"response of {len(body)} bytes is too large"

@@ -6,7 +6,7 @@ from html import escape
 from componentize_py_types import Err
 from page import render_page
 from wit_world import exports
-from wit_world.exports.http_handler import Request, Response
+from wit_world.exports.http_handler import Body_Text, Request, Response
 from wit_world.imports import dht22
 
 TITLE = "WASI Python Dashboard"
@@ -34,7 +34,7 @@ def sensor_state() -> dict:
 
 def reply(status: int, content_type: str, body: str) -> Response:
     headers = [("content-type", content_type), ("cache-control", "no-store")]
-    return Response(status, headers, body.encode())
+    return Response(status, headers, Body_Text(body))
 
 
 class HttpHandler(exports.HttpHandler):

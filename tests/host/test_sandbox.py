@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -31,6 +32,12 @@ def test_a_granted_sensor_pin_returns_a_fresh_reading(host):
     assert 5.0 < float(temperature) < 40.0
     assert 0.0 <= float(humidity) <= 100.0
     assert int(age_ms) < 5000
+
+
+def test_a_binary_body_arrives_byte_for_byte(host):
+    with urllib.request.urlopen(f"{host.url}/plugins/lab/binary", timeout=10) as response:
+        assert response.headers["content-type"] == "application/octet-stream"
+        assert response.read() == bytes(range(256))
 
 
 def test_a_sensor_pin_not_granted_answers_not_granted(host):

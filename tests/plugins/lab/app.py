@@ -5,12 +5,12 @@ import time
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.exports.http_handler import Request, Response
+from wit_world.exports.http_handler import Body_Binary, Body_Text, Request, Response
 from wit_world.imports import dht22, gpio, kv, log
 
 
 def reply(text, status=200):
-    return Response(status, [("content-type", "text/plain")], text.encode())
+    return Response(status, [("content-type", "text/plain")], Body_Text(text))
 
 
 def snoop():
@@ -68,6 +68,11 @@ class HttpHandler(exports.HttpHandler):
     def handle(self, request: Request) -> Response:
         parts = request.path.strip("/").split("/")
         try:
+            if parts[0] == "binary":
+                blob = bytes(range(256))
+                return Response(
+                    200, [("content-type", "application/octet-stream")], Body_Binary(blob)
+                )
             if parts[0] == "sensor":
                 r = dht22.read(int(parts[1]))
                 return reply(f"{r.temperature_c:.1f} {r.humidity_pct:.1f} {r.age_ms}")

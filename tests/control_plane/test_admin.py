@@ -1,0 +1,162 @@
+"""The admin: upload through the real form, approve behind a permission, tokens shown once."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from control_plane.devices.models import EnrollmentToken
+from control_plane.devices.tokens import hash_token
+from control_plane.plugins.choices import VersionStatus
+from control_plane.plugins.models import PluginVersion
+from control_plane.rollouts.models import Assignment
+from tests.control_plane.conftest import manifest_text
+
+pytestmark = pytest.mark.django_db
+
+ADD = "/admin/plugins/pluginversion/add/"
+CHANGELIST = "/admin/plugins/pluginversion/"
+
+
+def files(component: bytes, manifest: str) -> dict[str, SimpleUploadedFile]:
+    return {
+        "component": SimpleUploadedFile("hello.wasm", component),
+        "manifest_file": SimpleUploadedFile("manifest.toml", manifest.encode()),
+    }
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_a_staff_user_uploads_through_the_admin_form(client, reviewer, hello, artifacts):
+    client.force_login(reviewer)
+
+    answer = client.post(ADD, files(hello.component, hello.manifest), follow=True)
+
+    version = PluginVersion.objects.get()
+    assert answer.redirect_chain[-1][0] == f"/admin/plugins/pluginversion/{version.pk}/change/"
+    assert messages_of(answer) == [
+        "Uploaded hello 1.0.0: it passed the contract check and waits for review."
+    ]
+    assert version.uploaded_by == reviewer and len(artifacts()) == 1
+    page = answer.content.decode()
+    assert "fleet:plugin/log@0.1.0" in page
+    assert "first approved version of this plugin" in page
+    assert "Approve and sign" in page
+
+
+def test_a_refused_upload_returns_to_the_form_with_the_reason(client, reviewer, artifacts):
+    client.force_login(reviewer)
+
+    answer = client.post(ADD, files(b"\x00asm\x01\x00\x00\x00", manifest_text()), follow=True)
+
+    assert answer.redirect_chain[-1][0] == ADD
+    [message] = messages_of(answer)
+    assert message.startswith("Refused: component: plugin hello 1.0.0: is a core WebAssembly")
+    assert not PluginVersion.objects.exists() and artifacts() == []
+
+
+def test_the_form_wants_a_component_with_its_manifest_or_a_bundle(client, reviewer, hello):
+    client.force_login(reviewer)
+
+    answer = client.post(ADD, {"component": SimpleUploadedFile("hello.wasm", hello.component)})
+
+    assert answer.status_code == 200
+    assert "Upload the component together with its manifest.toml" in answer.content.decode()
+
+
+def test_the_approve_action_signs_the_selected_version(client, reviewer, upload):
+    version = upload()
+    client.force_login(reviewer)
+
+    answer = client.post(
+        CHANGELIST, {"action": "approve", "_selected_action": [version.pk]}, follow=True
+    )
+
+    version.refresh_from_db()
+    assert version.status == VersionStatus.APPROVED and version.serial == 1
+    assert version.reviewed_by == reviewer
+    assert messages_of(answer) == ["Approved hello 1.0.0 as serial 1; signed."]
+
+
+def test_approving_needs_the_approve_permission(client, reviewer, upload):
+    reviewer.user_permissions.remove(Permission.objects.get(codename="approve_pluginversion"))
+    version = upload()
+    client.force_login(reviewer)
+
+    answer = client.post(
+        CHANGELIST, {"action": "approve", "_selected_action": [version.pk]}, follow=True
+    )
+
+    version.refresh_from_db()
+    assert version.status == VersionStatus.PENDING
+    assert "Approve and sign" not in answer.content.decode()
+
+
+def test_the_reject_action_rejects(client, reviewer, upload):
+    version = upload()
+    client.force_login(reviewer)
+
+    client.post(CHANGELIST, {"action": "reject", "_selected_action": [version.pk]})
+
+    version.refresh_from_db()
+    assert version.status == VersionStatus.REJECTED
+
+
+def test_a_new_enrollment_token_is_shown_once_and_stored_hashed(admin_client):
+    answer = admin_client.post(
+        "/admin/devices/enrollmenttoken/add/", {"label": "greenhouse", "uses_left": 3}
+    )
+
+    assert answer.status_code == 200
+    secret = answer.context["secret"]
+    token = EnrollmentToken.objects.get()
+    assert token.token_hash == hash_token(secret) and token.uses_left == 3
+    assert secret in answer.content.decode()
+    assert secret not in admin_client.get(f"/admin/devices/enrollmenttoken/{token.pk}/change/").content.decode()
+
+
+def test_an_assignment_is_made_through_the_admin(admin_client, approved, enroll):
+    device, _ = enroll()
+    version = approved()
+
+    answer = admin_client.post(
+        "/admin/rollouts/assignment/add/",
+        {"plugin_version": version.pk, "target": "device", "device": device.pk},
+        follow=True,
+    )
+
+    assert answer.status_code == 200
+    assignment = Assignment.objects.get()
+    assert assignment.device == device
+    device.refresh_from_db()
+    assert device.desired_sequence == 2
+
+
+def test_an_inconsistent_assignment_is_refused_by_the_form(admin_client, approved):
+    answer = admin_client.post(
+        "/admin/rollouts/assignment/add/",
+        {"plugin_version": approved().pk, "target": "tag"},
+    )
+
+    assert answer.status_code == 200
+    assert "choose the tag whose devices get this version" in answer.content.decode()
+    assert not Assignment.objects.exists()
+
+
+def test_the_device_admin_retags_through_the_service(admin_client, enroll):
+    from control_plane.devices.models import Tag
+
+    device, _ = enroll()
+    tag = Tag.objects.create(name="canary")
+
+    admin_client.post(
+        f"/admin/devices/device/{device.pk}/change/",
+        {"name": "pi-renamed", "agent_url": "", "tags": [tag.pk]},
+    )
+
+    device.refresh_from_db()
+    assert device.name == "pi-renamed"
+    assert list(device.tags.all()) == [tag]
