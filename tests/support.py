@@ -241,3 +241,113 @@ def browse(url: str, screenshot: str, *, settle_ms: int = 4000) -> str:
             check=True,
         )
     return dom
+
+
+@dataclass
+class ControlPlaneProcess:
+    """A real control plane: migrated database, signing key, admin user, gunicorn on loopback."""
+
+    workdir: Path
+    database_url: str | None = None
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    admin_password: str = "fleet-admin-pw"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def trusted_keys_dir(self) -> Path:
+        return self.workdir / "trusted-keys"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.workdir / "artifacts"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.workdir / "signing-key.pem"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "CONTROL_PLANE_SECRET_KEY": "test-secret-key-not-for-production-0123456789",
+            "CONTROL_PLANE_DEBUG": "0",
+            "CONTROL_PLANE_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "CONTROL_PLANE_DATABASE_URL": self.database_url
+            or f"sqlite:///{self.workdir / 'control-plane.sqlite3'}",
+            "CONTROL_PLANE_ARTIFACT_ROOT": str(self.artifact_root),
+            "CONTROL_PLANE_SIGNING_KEY_PATH": str(self.signing_key_path),
+            "CONTROL_PLANE_HEARTBEAT_INTERVAL_S": "1",
+            "CONTROL_PLANE_STATIC_ROOT": str(self.workdir / "static"),
+            "DJANGO_SUPERUSER_PASSWORD": self.admin_password,
+        }
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(REPO / "control_plane" / "manage.py"), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, (
+            f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
+        )
+        return done.stdout
+
+    def set_up(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.manage("migrate", "--noinput")
+        self.manage("collectstatic", "--noinput")
+        self.manage("create_signing_key")
+        self.trusted_keys_dir.mkdir(exist_ok=True)
+        public_key = self.manage("export_public_key").strip().splitlines()[-1]
+        (self.trusted_keys_dir / "fleet.pub").write_text(public_key + "\n")
+        self.manage(
+            "createsuperuser", "--noinput", "--username", "admin", "--email", "admin@fleet.example"
+        )
+
+    def enrollment_token(self, uses: int = 1) -> str:
+        output = self.manage("create_enrollment_token", "--label", "test", "--uses", str(uses))
+        return output.strip().splitlines()[-1].split()[-1]
+
+    def start(self, timeout: float = 60.0) -> None:
+        log = (self.workdir / "control-plane.log").open("ab")
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        self.process = subprocess.Popen(
+            [
+                str(gunicorn),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "control_plane.wsgi:application",
+            ],
+            env=self.env(),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        wait_until(lambda: _answers(self.url + "/admin/login/"), timeout, "the control plane")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=20)
+        self.process = None
+
+    def log(self) -> str:
+        path = self.workdir / "control-plane.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http_get(url, timeout=2)[0] == 200
+    except OSError:
+        return False

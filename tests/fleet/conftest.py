@@ -1,0 +1,54 @@
+"""A local fleet: one control plane process and two device host processes, over loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support import ControlPlaneProcess, HostProcess
+
+
+@dataclass
+class Fleet:
+    control_plane: ControlPlaneProcess
+    devices: list[HostProcess]
+
+
+def signed_host(
+    workdir, compiled_dir, control_plane: ControlPlaneProcess, token: str, name: str
+) -> HostProcess:  # type: ignore[no-untyped-def]
+    host = HostProcess(workdir=workdir, compiled_dir=compiled_dir)
+    host.settings = {
+        "plugins": {"source": "signed"},
+        "agent": {
+            "control_plane_url": control_plane.url,
+            "enrollment_token": token,
+            "device_name": name,
+            "agent_url": host.url,
+            "trusted_keys_dir": str(control_plane.trusted_keys_dir),
+            "heartbeat_interval_s": 1.0,
+        },
+    }
+    return host
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, compiled_dir) -> Iterator[Fleet]:
+    control_plane = ControlPlaneProcess(tmp_path_factory.mktemp("control-plane"))
+    control_plane.set_up()
+    control_plane.start()
+    token = control_plane.enrollment_token(uses=2)
+    devices = [
+        signed_host(tmp_path_factory.mktemp(name), compiled_dir, control_plane, token, name)
+        for name in ("pi-kitchen", "pi-greenhouse")
+    ]
+    try:
+        for device in devices:
+            device.start()
+        yield Fleet(control_plane, devices)
+    finally:
+        for device in devices:
+            device.stop()
+        control_plane.stop()

@@ -1,0 +1,179 @@
+"""Signed delivery end to end: control plane and device hosts as real processes over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import zstandard
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from device_host.delivery.statements import desired_state_statement, sign
+from tests.support import http_get, wait_until
+
+
+def _hello(device) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    return http_get(f"{device.url}/plugins/hello/")
+
+
+def _wait_serving(devices, body: str, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
+    for device in devices:
+        wait_until(lambda d=device: _hello(d) == (200, body), timeout, f"{body!r} on {device.url}")
+
+
+def _hello_version(build, n: int) -> Path:  # type: ignore[no-untyped-def]
+    if n == 1:
+        return build("hello")
+    return build(
+        "hello", replace={"version 1": f"version {n}"}, version=f"{n}.0.0", label=f"hello-v{n}"
+    )
+
+
+def _publish(fleet, build, n: int, *extra: str) -> None:  # type: ignore[no-untyped-def]
+    fleet.control_plane.manage("publish_plugin", str(_hello_version(build, n)), *extra)
+
+
+def _artifact(fleet, folder: Path) -> Path:  # type: ignore[no-untyped-def]
+    sha256 = hashlib.sha256((folder / "hello.wasm").read_bytes()).hexdigest()
+    return fleet.control_plane.artifact_root / f"{sha256}.wasm.zst"
+
+
+def _load_error(device) -> str | None:  # type: ignore[no-untyped-def]
+    return device.plugin("hello").get("load_error")
+
+
+def _push(device, envelope: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
+    request = urllib.request.Request(
+        f"{device.url}/agent/v1/desired-state",
+        data=json.dumps(envelope).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _agent_state(device) -> dict:  # type: ignore[no-untyped-def]
+    return json.loads((device.workdir / "state" / "agent" / "agent.json").read_text())
+
+
+def _fleet_key(fleet) -> Ed25519PrivateKey:  # type: ignore[no-untyped-def]
+    key = load_pem_private_key(fleet.control_plane.signing_key_path.read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return key
+
+
+def test_1_a_published_release_reaches_every_device(fleet, build):
+    _publish(fleet, build, 1, "--assign", "all")
+
+    _wait_serving(fleet.devices, "hello from version 1")
+    for device in fleet.devices:
+        assert device.plugin("hello")["version"] == "1.0.0"
+        assert device.healthz()["agent"]["enrolled"] is True
+
+
+def test_2_a_new_version_is_pushed_and_swapped_in(fleet, build):
+    started = time.monotonic()
+    _publish(fleet, build, 2, "--assign", "all")
+
+    _wait_serving(fleet.devices, "hello from version 2")
+    assert time.monotonic() - started < 60
+
+
+def test_3_a_tampered_artifact_is_refused_and_the_old_version_keeps_serving(fleet, build):
+    folder = _hello_version(build, 3)
+    _publish(fleet, build, 3, "--approve")
+    other = (_hello_version(build, 4) / "hello.wasm").read_bytes()
+    _artifact(fleet, folder).write_bytes(zstandard.ZstdCompressor().compress(other))
+
+    fleet.control_plane.manage("assign_release", "hello", "3.0.0", "all")
+
+    for device in fleet.devices:
+        reason = wait_until(lambda d=device: _load_error(d), 60, "a refusal")
+        assert "signed" in reason
+        assert _hello(device) == (200, "hello from version 2")
+
+
+def test_4_a_truncated_download_is_refused(fleet, build):
+    folder = _hello_version(build, 4)
+    _publish(fleet, build, 4, "--approve")
+    artifact = _artifact(fleet, folder)
+    artifact.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
+
+    fleet.control_plane.manage("assign_release", "hello", "4.0.0", "all")
+
+    for device in fleet.devices:
+        wait_until(lambda d=device: "4.0.0" in json.dumps(d.healthz()["events"][-3:]), 60)
+        assert _hello(device) == (200, "hello from version 2")
+        assert "hello" in _agent_state(device)["failed_serials"]
+
+
+def test_5_an_oversized_download_is_refused_before_it_fills_the_disk(fleet, build):
+    folder = _hello_version(build, 5)
+    _publish(fleet, build, 5, "--approve")
+    original = (folder / "hello.wasm").read_bytes()
+    _artifact(fleet, folder).write_bytes(zstandard.ZstdCompressor().compress(original + original))
+
+    fleet.control_plane.manage("assign_release", "hello", "5.0.0", "all")
+
+    for device in fleet.devices:
+        wait_until(lambda d=device: "larger than the signed" in (_load_error(d) or ""), 60)
+        assert _hello(device) == (200, "hello from version 2")
+
+
+def test_6_a_push_signed_by_an_untrusted_key_is_refused(fleet):
+    device = fleet.devices[0]
+    state = _agent_state(device)
+    statement = desired_state_statement(state["device_id"], state["desired_sequence"] + 100, [])
+
+    assert _push(device, sign(statement, Ed25519PrivateKey.generate())) == 403
+    assert _hello(device) == (200, "hello from version 2")
+
+
+def test_7_a_replayed_older_serial_is_refused(fleet):
+    device = fleet.devices[0]
+    state = _agent_state(device)
+    older = state["last_good"]["hello"]["envelope"]
+    statement = desired_state_statement(state["device_id"], state["desired_sequence"] + 1, [older])
+
+    assert _push(device, sign(statement, _fleet_key(fleet))) == 202
+
+    wait_until(lambda: "rollback protection" in (_load_error(device) or ""), 30)
+    assert _hello(device) == (200, "hello from version 2")
+
+
+def test_8_devices_keep_serving_while_the_control_plane_is_down_and_converge_after(fleet, build):
+    _publish(fleet, build, 6, "--approve")
+    fleet.control_plane.stop()
+    time.sleep(3)  # several missed heartbeats
+
+    for device in fleet.devices:
+        assert _hello(device) == (200, "hello from version 2")
+
+    fleet.control_plane.start()
+    fleet.control_plane.manage("assign_release", "hello", "6.0.0", "all")
+    _wait_serving(fleet.devices, "hello from version 6")
+
+
+def test_9_a_device_killed_during_an_update_comes_back_on_a_good_version(fleet, build):
+    device = fleet.devices[1]
+    _publish(fleet, build, 7, "--approve")
+    fleet.control_plane.manage("assign_release", "hello", "7.0.0", "all")
+    time.sleep(0.3)
+    device.process.send_signal(signal.SIGKILL)
+    device.process.wait()
+    device.process = None
+
+    device.start(wait_for="ok")
+
+    assert _hello(device)[1] in {"hello from version 6", "hello from version 7"}
+    _wait_serving([device], "hello from version 7")
