@@ -15,7 +15,7 @@ from device_host.contract.interfaces import (
     granted_imports,
 )
 from device_host.contract.reference import reference_signatures
-from device_host.contract.signatures import component_surface
+from device_host.contract.signatures import Functions, component_surface
 from device_host.errors import PluginLoadError
 from device_host.manifest import Manifest
 
@@ -73,12 +73,12 @@ def check_component(
     }
 
 
-def _import_problems(imports: dict[str, str], manifest: Manifest) -> list[str]:
+def _import_problems(imports: dict[str, Functions], manifest: Manifest) -> list[str]:
     reference = reference_signatures()
     provided = {compatibility_key(name) for name in ALL_IMPORTS}
     granted = {compatibility_key(name) for name in granted_imports(manifest)}
     problems = []
-    for name, signature in sorted(imports.items()):
+    for name, functions in sorted(imports.items()):
         key = compatibility_key(name)
         if name.startswith("wasi:"):
             continue
@@ -89,21 +89,20 @@ def _import_problems(imports: dict[str, str], manifest: Manifest) -> list[str]:
                 f"imports {name}, which its manifest does not grant "
                 f"(that needs {capability_hint(name)})"
             )
-        elif signature != reference[key]:
-            problems.append(
-                f"imports {name} as {signature}, but the contract says {reference[key]}"
-            )
+        else:
+            # Fewer functions than the contract is fine: built against an older minor version.
+            problems += _signature_problems("imports", name, functions, reference[key], functions)
     return problems
 
 
-def _export_problems(exports: dict[str, str], manifest: Manifest) -> list[str]:
+def _export_problems(exports: dict[str, Functions], manifest: Manifest) -> list[str]:
     reference = reference_signatures()
     spec = WORLD_SPECS[manifest.world]
     required = {compatibility_key(name): name for name in spec.exports}
     optional = {compatibility_key(name) for name in OPTIONAL_EXPORTS}
     present = {
-        compatibility_key(name): (name, signature)
-        for name, signature in exports.items()
+        compatibility_key(name): (name, functions)
+        for name, functions in exports.items()
         if name != COMPONENTIZE_PY_INIT_EXPORT
     }
     problems = []
@@ -114,11 +113,30 @@ def _export_problems(exports: dict[str, str], manifest: Manifest) -> list[str]:
                 f"does not export {name}, which world {manifest.world} requires "
                 f"(it exports {found})"
             )
-    for key, (name, signature) in sorted(present.items()):
+    for key, (name, functions) in sorted(present.items()):
         if key not in required and key not in optional:
             problems.append(f"exports {name}, which world {manifest.world} does not have")
-        elif signature != reference[key]:
+        else:
+            # Every function the host calls must be there; extra ones are never called.
+            problems += _signature_problems(
+                "exports", name, functions, reference[key], reference[key]
+            )
+    return problems
+
+
+def _signature_problems(
+    verb: str, name: str, found: Functions, contract: Functions, must_match: Functions
+) -> list[str]:
+    """Differences between ``found`` and ``contract`` for each function in ``must_match``."""
+    problems = []
+    for function in sorted(must_match):
+        label = f"{name}#{function}" if function else name
+        if function not in contract:
+            problems.append(f"{verb} {label}, which the contract does not have")
+        elif function not in found:
+            problems.append(f"does not {verb[:-1]} {label}, which the contract requires")
+        elif found[function] != contract[function]:
             problems.append(
-                f"exports {name} as {signature}, but the contract says {reference[key]}"
+                f"{verb} {label} as {found[function]}, but the contract says {contract[function]}"
             )
     return problems

@@ -21,7 +21,7 @@ from device_host.contract.signatures import component_surface
 from device_host.contract.wit import stage_wit
 
 
-def generate_reference() -> dict[str, str]:
+def generate_reference() -> dict[str, dict[str, str]]:
     """Builds a dummy component importing and exporting every interface and describes it."""
     wasm_tools = shutil.which("wasm-tools") or str(Path(sys.executable).with_name("wasm-tools"))
     world = "package local:reference;\n\nworld reference {\n"

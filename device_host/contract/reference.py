@@ -16,7 +16,7 @@ REFERENCE_PATH = Path(__file__).with_name("reference.json")
 
 
 @cache
-def reference_signatures() -> dict[str, str]:
-    """Compatibility key of every contract interface mapped to its described type."""
-    data: dict[str, str] = json.loads(REFERENCE_PATH.read_text(encoding="utf-8"))
+def reference_signatures() -> dict[str, dict[str, str]]:
+    """Compatibility key of every contract interface mapped to its functions' signatures."""
+    data: dict[str, dict[str, str]] = json.loads(REFERENCE_PATH.read_text(encoding="utf-8"))
     return data

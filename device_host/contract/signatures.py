@@ -62,25 +62,39 @@ def describe_item(engine: wasmtime.Engine, item: Any) -> str:
         params = ", ".join(f"{name}: {describe_type(t)}" for name, t in ty.params)
         result = f" -> {describe_type(ty.result)}" if ty.result is not None else ""
         return f"func({params}){result}"
-    if isinstance(ty, types.ComponentInstanceType):
-        # Named types are left out: they appear inline in the functions that use them,
-        # and toolchains differ in whether they export the names.
-        members = sorted(
-            (name, describe_item(engine, member))
-            for name, member in ty.exports(engine).items()
-            if isinstance(member.ty, types.FuncType)
-        )
-        return "instance {" + "; ".join(f"{name}: {text}" for name, text in members) + "}"
     if isinstance(ty, types.ResourceType):
         return "resource"
     return "type " + describe_type(ty)
 
 
+Functions = dict[str, str]
+"""Function name to signature; a function imported or exported on its own is named ``""``."""
+
+
+def functions_of(engine: wasmtime.Engine, item: Any) -> Functions:
+    """The functions an import or export carries, described.
+
+    Interfaces are compared function by function: a plugin built against an older minor
+    version imports fewer functions, and that must still link. Named types are left out:
+    they appear inline in the functions that use them.
+    """
+    ty = item.ty
+    if isinstance(ty, types.FuncType):
+        return {"": describe_item(engine, ty)}
+    if isinstance(ty, types.ComponentInstanceType):
+        return {
+            name: describe_item(engine, member)
+            for name, member in ty.exports(engine).items()
+            if isinstance(member.ty, types.FuncType)
+        }
+    return {}
+
+
 def component_surface(
     engine: wasmtime.Engine, component: wasmtime.component.Component
-) -> tuple[dict[str, str], dict[str, str]]:
-    """A component's imports and exports, each name mapped to its described type."""
+) -> tuple[dict[str, Functions], dict[str, Functions]]:
+    """A component's imports and exports, each name mapped to its functions."""
     component_type = component.type
-    imports = {n: describe_item(engine, i) for n, i in component_type.imports(engine).items()}
-    exports = {n: describe_item(engine, i) for n, i in component_type.exports(engine).items()}
+    imports = {n: functions_of(engine, i) for n, i in component_type.imports(engine).items()}
+    exports = {n: functions_of(engine, i) for n, i in component_type.exports(engine).items()}
     return imports, exports

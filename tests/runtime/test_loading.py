@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from device_host.errors import PluginLoadError
 from device_host.manifest import load_manifest, parse_manifest
 from device_host.runtime import GuestLog, LoadContext, load_version
 from device_host.runtime.exports import HttpRequest, handle_http
-from tests.support import TEST_PLUGINS, build_against
+from tests.support import REPO, TEST_PLUGINS, build_against
+
+WIT = REPO / "wit"
 
 
 def _manifest(world: str = "dashboard", **capabilities: object):  # type: ignore[no-untyped-def]
@@ -115,9 +118,8 @@ def test_an_export_with_the_wrong_signature_is_refused(load_context, impostor):
     reason = _refusal(load_context, impostor)
 
     assert (
-        "exports fleet:plugin/http-handler@0.1.0 as "
-        "instance {handle: func(path: string) -> string}, but the contract says "
-        "instance {handle: func(request: record{method: string"
+        "exports fleet:plugin/http-handler@0.1.0#handle as func(path: string) -> string, "
+        "but the contract says func(request: record{method: string"
     ) in reason
 
 
@@ -125,3 +127,24 @@ def test_an_import_the_host_does_not_provide_is_refused_by_name(load_context, im
     reason = _refusal(load_context, impostor)
 
     assert "imports fleet:plugin/camera@0.1.0, which this host does not provide" in reason
+
+
+def test_a_plugin_built_against_an_older_minor_contract_still_loads(load_context, tmp_path):
+    """An interface that gained a function (dht22.last-good) still serves older plugins."""
+    wit = tmp_path / "wit"
+    shutil.copytree(WIT / "fleet", wit)
+    sensors = (wit / "sensors.wit").read_text()
+    start = sensors.index("    /// The most recent good reading")
+    (wit / "sensors.wit").write_text(sensors[:start] + "}\n")
+    (wit / "older.wit").write_text("world older { include dashboard; import dht22; }\n")
+    source = TEST_PLUGINS / "older-reader"
+    wasm = build_against(wit, "fleet:plugin/older", source, tmp_path / "older.wasm")
+
+    version = _load(load_context, wasm, _manifest(dht22=[4]))
+    reply = version.run(
+        lambda instance: handle_http(instance, version.entry_interface, HttpRequest("GET", "/"))
+    )
+
+    assert reply.status == 200
+    assert 5.0 < float(reply.body) < 40.0
+    version.retire()
