@@ -1,0 +1,94 @@
+"""What a person does and sees: upload and approve in the admin, watch the fleet page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.support import ARTIFACTS, CHROMIUM_FLAGS, http_get, wait_until
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[flag for flag in CHROMIUM_FLAGS if flag != "--headless"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def admin(browser, fleet) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{fleet.control_plane.url}/admin/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", fleet.control_plane.admin_password)
+    page.click("input[type=submit]")
+    expect(page.locator("#site-name")).to_be_visible()
+    yield page
+    page.close()
+
+
+def test_upload_approve_and_assign_in_the_admin_delivers_to_every_device(admin, fleet, build):
+    folder = build("hello")
+    cp = fleet.control_plane.url
+
+    admin.goto(f"{cp}/admin/plugins/pluginversion/add/")
+    admin.set_input_files("input[name=component]", str(folder / "hello.wasm"))
+    admin.set_input_files("input[name=manifest_file]", str(folder / "manifest.toml"))
+    admin.click("input[name=_save]")
+    expect(admin.locator(".messagelist")).to_contain_text("hello")
+    admin.screenshot(path=str(ARTIFACTS / "admin-uploaded.png"), full_page=True)
+
+    admin.goto(f"{cp}/admin/plugins/pluginversion/")
+    admin.locator("tr", has_text="1.0.0").locator("input.action-select").check()
+    admin.select_option("select[name=action]", "approve")
+    admin.click("button[name=index]")
+    expect(admin.locator(".messagelist")).to_contain_text("serial 1")
+
+    admin.goto(f"{cp}/admin/rollouts/assignment/add/")
+    option = admin.locator("select[name=plugin_version] option", has_text="hello 1.0.0")
+    admin.select_option("select[name=plugin_version]", value=option.first.get_attribute("value"))
+    admin.select_option("select[name=target]", "all")
+    admin.click("input[name=_save]")
+    expect(admin.locator(".messagelist")).to_contain_text("added successfully")
+
+    for device in fleet.devices:
+        wait_until(
+            lambda d=device: http_get(f"{d.url}/plugins/hello/") == (200, "hello from version 1"),
+            90,
+            "hello on every device",
+        )
+
+
+def test_the_fleet_page_shows_every_device_online_with_its_plugins(admin, fleet):
+    admin.goto(f"{fleet.control_plane.url}/fleet/")
+
+    for name in ("pi-kitchen", "pi-greenhouse"):
+        row = admin.locator("tr", has_text=name)
+        expect(row).to_contain_text("online", timeout=15_000)
+        expect(row).to_contain_text("hello 1.0.0", timeout=15_000)
+    admin.screenshot(path=str(ARTIFACTS / "fleet.png"), full_page=True)
+
+
+def test_a_device_page_shows_history_events_and_a_link_to_its_dashboard(admin, fleet):
+    admin.goto(f"{fleet.control_plane.url}/fleet/")
+    admin.click("text=pi-kitchen")
+
+    expect(admin.locator("body")).to_contain_text("installed", timeout=15_000)
+    expect(admin.locator("svg polyline").first).to_be_attached(timeout=15_000)
+    link = admin.locator(f"a[href^='{fleet.devices[0].url}']").first
+    expect(link).to_be_visible()
+    admin.screenshot(path=str(ARTIFACTS / "device.png"), full_page=True)
+
+
+def test_the_fleet_page_needs_a_login(browser, fleet):
+    page = browser.new_page()
+    page.goto(f"{fleet.control_plane.url}/fleet/")
+
+    assert "/login/" in page.url
+    page.close()
