@@ -5,7 +5,7 @@ export PI_FLEET_BUILD_CACHE ?= $(CURDIR)/var/build-cache
 
 EXAMPLE_PLUGINS := $(patsubst %/manifest.toml,%,$(wildcard plugins/*/manifest.toml))
 
-.PHONY: setup plugins demo test lint check-contract contract bench clean
+.PHONY: setup plugins demo demo-local test lint check-contract contract bench clean
 
 setup:
 	@scripts/setup.sh
@@ -14,7 +14,10 @@ plugins: setup
 	@$(VENV)/bin/device-host build $(EXAMPLE_PLUGINS)
 
 demo: plugins
-	@echo "Device dashboard: http://127.0.0.1:3000/  (health: /healthz, metrics: /metrics)"
+	@scripts/demo.sh
+
+demo-local: plugins
+	@echo "Device dashboard: http://127.0.0.1:3000/ (local mode: rebuild a plugin to hot-swap it)"
 	@$(VENV)/bin/device-host serve -c config/demo.toml
 
 lint: setup

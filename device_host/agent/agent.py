@@ -86,9 +86,11 @@ class DeviceAgent:
         if device_id is None:
             raise StatementError("this device is not enrolled yet")
         statement = self.installer.check_desired(envelope, device_id)
-        if int(statement["sequence"]) <= self.state.data.desired_sequence:  # type: ignore[call-overload]
+        sequence = int(statement["sequence"])  # type: ignore[call-overload]
+        if sequence < self.state.data.desired_sequence:
             raise StatementError("desired state is older than the one already applied")
-        self._pushes.put(statement)
+        if sequence > self.state.data.desired_sequence:  # equal: a heartbeat brought it first
+            self._pushes.put(statement)
 
     def status(self) -> dict[str, object]:
         data = self.state.data

@@ -20,8 +20,9 @@ os.environ.setdefault("CONTROL_PLANE_SECRET_KEY", "tests-only-secret-key")
 _static_root = tempfile.mkdtemp(prefix="cp-test-static-")
 atexit.register(shutil.rmtree, _static_root, ignore_errors=True)
 os.environ["CONTROL_PLANE_STATIC_ROOT"] = _static_root
-if os.environ.get("CONTROL_PLANE_TEST_DATABASE_URL"):
-    os.environ["CONTROL_PLANE_DATABASE_URL"] = os.environ["CONTROL_PLANE_TEST_DATABASE_URL"]
+os.environ["CONTROL_PLANE_DATABASE_URL"] = os.environ.get(
+    "CONTROL_PLANE_TEST_DATABASE_URL", "sqlite:///:memory:"
+)
 
 import django  # noqa: E402
 
@@ -39,6 +40,13 @@ from control_plane.plugins.services import (  # noqa: E402
 )
 from control_plane.plugins.signing import create_signing_key  # noqa: E402
 from tests.support import REPO  # noqa: E402
+
+
+def pytest_report_header() -> str:
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    return f"control plane database: {database['ENGINE'].rsplit('.', 1)[-1]} {database['NAME']}"
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ def control_plane_settings(settings, tmp_path: Path, signing_key_file: Path) -> 
         os.environ.get("PI_FLEET_TEST_COMPILED", REPO / "var" / "test-compiled")
     )
     settings.HEARTBEAT_INTERVAL_S = 10.0
+    settings.ARTIFACT_ZSTD_LEVEL = 3
 
 
 def manifest_text(

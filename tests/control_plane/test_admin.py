@@ -115,7 +115,12 @@ def test_a_new_enrollment_token_is_shown_once_and_stored_hashed(admin_client):
     token = EnrollmentToken.objects.get()
     assert token.token_hash == hash_token(secret) and token.uses_left == 3
     assert secret in answer.content.decode()
-    assert secret not in admin_client.get(f"/admin/devices/enrollmenttoken/{token.pk}/change/").content.decode()
+    assert (
+        secret
+        not in admin_client.get(
+            f"/admin/devices/enrollmenttoken/{token.pk}/change/"
+        ).content.decode()
+    )
 
 
 def test_an_assignment_is_made_through_the_admin(admin_client, approved, enroll):

@@ -64,13 +64,15 @@ def test_a_rejected_version_cannot_be_approved(upload, admin_user):
         approve_plugin_version(version=version, approved_by=admin_user)
 
 
-def test_approval_without_a_signing_key_says_how_to_make_one(upload, admin_user, settings, tmp_path):
+def test_approval_without_a_signing_key_says_how_to_make_one(
+    upload, admin_user, settings, tmp_path
+):
     from control_plane.plugins.signing import SigningKeyError
 
     settings.SIGNING_KEY_PATH = tmp_path / "missing.pem"
     version = upload()
 
-    with pytest.raises(SigningKeyError, match="run: manage.py create_signing_key"):
+    with pytest.raises(SigningKeyError, match=r"run: manage\.py create_signing_key"):
         approve_plugin_version(version=version, approved_by=admin_user)
     version.refresh_from_db()
     assert version.status == VersionStatus.PENDING

@@ -45,7 +45,10 @@ def test_an_unknown_artifact_is_404(client, enroll):
 
     answer = download(client, "0" * 64, token)
 
-    assert (answer.status_code, answer.json()) == (404, {"error": f"no approved artifact {'0' * 64}"})
+    assert (answer.status_code, answer.json()) == (
+        404,
+        {"error": f"no approved artifact {'0' * 64}"},
+    )
 
 
 def test_a_pending_version_is_not_downloadable(client, enroll, upload):

@@ -173,7 +173,7 @@ def agent_server():
 def test_a_changed_desired_state_is_pushed_to_the_agent_after_commit(
     enroll, approved, agent_server, django_capture_on_commit_callbacks
 ):
-    device, _ = enroll("pi-1", agent_url=agent_server)
+    enroll("pi-1", agent_url=agent_server)
     version = approved()
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -198,3 +198,24 @@ def test_an_unreachable_agent_does_not_fail_the_change(
         create_assignment(plugin_version=version, target=AssignmentTarget.ALL)
 
     wait_until(lambda: "cannot push to device gone" in caplog.text, timeout=10, what="a log")
+
+
+def test_the_assign_command_targets_a_device_by_name(enroll, approved, capsys):
+    from django.core.management import call_command
+
+    device, _ = enroll("pi-kitchen")
+    approved("1.0.0")
+
+    call_command("assign_release", "hello", "1.0.0", "device:pi-kitchen")
+
+    assert running(device) == {"hello": "1.0.0"}
+    assert "assigned hello 1.0.0 → device pi-kitchen" in capsys.readouterr().out
+
+
+def test_the_assign_command_names_a_bad_target(approved):
+    from django.core.management import CommandError, call_command
+
+    approved("1.0.0")
+
+    with pytest.raises(CommandError, match="name a target as all, tag:<tag> or device:<name"):
+        call_command("assign_release", "hello", "1.0.0", "everyone")

@@ -32,7 +32,9 @@ def test_the_agents_client_enrolls_heartbeats_and_downloads(live_server, approve
 
     enrolled = client.enroll(secret, "pi-e2e", "0.1.0", "")
     client.token = enrolled["device_token"]
-    answer = client.heartbeat({"host_version": "0.1.0", "plugins": [], "readings": [], "events": []})
+    answer = client.heartbeat(
+        {"host_version": "0.1.0", "plugins": [], "readings": [], "events": []}
+    )
 
     statement = verify(answer["desired"], trusted(), DESIRED_STATE_TYPE)
     assert statement["device_id"] == enrolled["device_id"]

@@ -34,8 +34,15 @@ def fleet(client, enroll):
             {"source": "dht22:4", "temperature_c": 20 + i / 10, "humidity_pct": 45, "taken_at": t}
             for i, t in enumerate(range(int(now) - 60, int(now), 2))
         ],
-        "events": [{"at": now, "plugin": "hello", "version": "1.0.0", "kind": "trapped",
-                    "detail": "timeout after 250 ms"}],
+        "events": [
+            {
+                "at": now,
+                "plugin": "hello",
+                "version": "1.0.0",
+                "kind": "trapped",
+                "detail": "timeout after 250 ms",
+            }
+        ],
     }
     client.post(
         "/api/v1/heartbeat",
@@ -51,7 +58,7 @@ def test_the_fleet_page_requires_login(client):
     answer = client.get("/fleet/")
 
     assert answer.status_code == 302
-    assert answer["Location"].startswith("/admin/login/?next=/fleet/")
+    assert answer["Location"] == "/accounts/login/?next=/fleet/"
 
 
 def test_the_fleet_json_requires_login(client):
@@ -115,4 +122,20 @@ def test_a_device_without_readings_says_so(admin_client, fleet):
 
 
 def test_an_unknown_device_page_is_404(admin_client):
-    assert admin_client.get("/fleet/devices/00000000-0000-0000-0000-000000000000/").status_code == 404
+    assert (
+        admin_client.get("/fleet/devices/00000000-0000-0000-0000-000000000000/").status_code == 404
+    )
+
+
+def test_a_non_staff_user_signs_in_and_sees_the_fleet(client, django_user_model, fleet):
+    django_user_model.objects.create_user("operator", password="s3cret-pass")
+
+    answer = client.post(
+        "/accounts/login/",
+        {"username": "operator", "password": "s3cret-pass", "next": "/fleet/"},
+        follow=True,
+    )
+
+    assert answer.redirect_chain[-1][0] == "/fleet/"
+    assert "pi-online" in answer.content.decode()
+    assert "/admin/" not in answer.content.decode()

@@ -36,7 +36,13 @@ def report(**changes: object) -> dict[str, object]:
             {"source": "dht22:4", "temperature_c": 21.7, "humidity_pct": 41.0, "taken_at": NOW - 2},
         ],
         "events": [
-            {"at": NOW - 3, "plugin": "hello", "version": "1.0.0", "kind": "installed", "detail": ""}
+            {
+                "at": NOW - 3,
+                "plugin": "hello",
+                "version": "1.0.0",
+                "kind": "installed",
+                "detail": "",
+            }
         ],
     }
     body.update(changes)
@@ -180,7 +186,10 @@ def test_nan_is_not_a_temperature(client, enroll):
 
 
 def test_a_get_is_not_a_heartbeat(client):
-    assert client.get(HEARTBEAT).status_code == 405
+    answer = client.get(HEARTBEAT)
+
+    assert (answer.status_code, answer["Allow"]) == (405, "POST")
+    assert answer.json() == {"error": "use POST for /api/v1/heartbeat"}
 
 
 def test_devices_never_see_each_others_state(client, enroll):
@@ -191,3 +200,29 @@ def test_devices_never_see_each_others_state(client, enroll):
 
     assert json.loads(body["desired"]["statement"])["device_id"] == str(first.pk)
     assert Device.objects.get(pk=second.pk).last_seen is None
+
+
+def test_pruning_forgets_history_older_than_the_retention(client, enroll):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from control_plane.devices.services import prune_history
+
+    _, token = enroll()
+    old = time.time() - 40 * 86400
+    beat(client, token, report())
+    beat(
+        client,
+        token,
+        report(
+            readings=[{"source": "s", "temperature_c": 1, "humidity_pct": 1, "taken_at": old}],
+            events=[{"at": old, "plugin": "hello", "kind": "trapped"}],
+        ),
+    )
+
+    assert prune_history(before=timezone.now() - timedelta(days=30)) == (1, 1)
+    assert Reading.objects.count() == 2 and DeviceEvent.objects.count() == 1
+    call_command("prune_history", "--days", "0.00001")
+    assert not Reading.objects.exists()

@@ -96,3 +96,14 @@ def test_manage_py_runs_from_the_repository_root(tmp_path):
     )
 
     assert done.returncode == 0, done.stderr
+
+
+def test_env_example_lists_exactly_the_variables_the_settings_read():
+    import re
+
+    settings_source = (REPO / "control_plane" / "settings.py").read_text()
+    read = set(re.findall(r'env\.\w+\("([A-Z_]+)"', settings_source))
+    example = (REPO / "control_plane" / "env.example").read_text()
+    listed = set(re.findall(r"^CONTROL_PLANE_([A-Z_]+)=", example, re.MULTILINE))
+
+    assert read == listed

@@ -57,7 +57,7 @@ def test_the_exported_line_is_what_a_device_trusts(key_path, capsys):
 
 
 def test_exporting_without_a_key_says_how_to_make_one(key_path):
-    with pytest.raises(CommandError, match="run: manage.py create_signing_key"):
+    with pytest.raises(CommandError, match=r"run: manage\.py create_signing_key"):
         call_command("export_public_key")
 
 

@@ -144,7 +144,7 @@ def test_a_prerelease_of_the_latest_version_counts_as_lower(upload, hello):
         ('name = "hello"\nversion = "one"\nworld = "dashboard"\n', "is not a semantic version"),
         ('name = "hello"\nversion = "1.0.0"\nworld = "toaster"\n', "world 'toaster' is not one"),
         (
-            'name = "hello"\nversion = "1.0.0"\nworld = "dashboard"\n[capabilities]\ndht22 = [40]\n',
+            manifest_text(dht22=[40]),
             "pins [40] are not BCM GPIO pins",
         ),
         ("name = hello", "manifest.toml is not valid TOML"),
@@ -216,3 +216,25 @@ def test_a_failed_write_keeps_an_artifact_another_version_uses(
         upload_plugin_version(component=hello.component, manifest_text=manifest_text("other"))
 
     assert len(artifacts()) == 1
+
+
+def test_the_publish_command_uploads_approves_and_assigns_a_built_folder(build, enroll, capsys):
+    from django.core.management import call_command
+
+    device, _ = enroll()
+
+    call_command("publish_plugin", str(build("hello")), "--assign", "all")
+
+    out = capsys.readouterr().out
+    assert "uploaded hello 1.0.0" in out and "approved hello 1.0.0 as serial 1" in out
+    device.refresh_from_db()
+    assert device.desired_sequence == 2
+
+
+def test_the_publish_command_reports_a_refusal(build):
+    from django.core.management import CommandError, call_command
+
+    call_command("publish_plugin", str(build("hello")))
+
+    with pytest.raises(CommandError, match=r"hello 1\.0\.0 was already uploaded"):
+        call_command("publish_plugin", str(build("hello")))

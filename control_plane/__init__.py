@@ -1,0 +1,1 @@
+"""The fleet's control plane: enrolls devices, signs approved plugin versions, rolls them out."""

@@ -1,0 +1,1 @@
+"""The device-facing HTTP API (docs/delivery-protocol.md): enroll, heartbeat, artifacts."""

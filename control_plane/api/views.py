@@ -1,0 +1,172 @@
+"""Device-facing JSON views: thin wrappers that parse, call one service, and answer.
+
+Devices authenticate with ``Authorization: Bearer <device token>``; no session, no CSRF.
+Every refusal is ``{"error": "..."}`` with a message that names the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from control_plane.devices.exceptions import EnrollmentRefused, UnknownDeviceToken
+from control_plane.devices.heartbeats import parse_heartbeat
+from control_plane.devices.models import Device
+from control_plane.devices.services import enroll_device, record_heartbeat
+from control_plane.devices.tokens import hash_token
+from control_plane.errors import error_messages
+from control_plane.plugins.artifacts import artifact_path
+from control_plane.plugins.choices import VersionStatus
+from control_plane.plugins.models import PluginVersion
+from control_plane.plugins.signing import SigningKeyError
+
+log = logging.getLogger(__name__)
+
+View = Callable[..., HttpResponse]
+
+
+def error(status: int, message: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="pi-fleet"'
+    return response
+
+
+class BadRequest(Exception):
+    """The request cannot be understood; the message says why."""
+
+
+def _json_body(request: HttpRequest) -> Any:
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise BadRequest("the request body is too large") from None
+    try:
+        return json.loads(body, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _bearer_token(request: HttpRequest) -> str | None:
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _interval() -> float | int:
+    interval = settings.HEARTBEAT_INTERVAL_S
+    return int(interval) if float(interval).is_integer() else interval
+
+
+def allow(method: str) -> Callable[[View], View]:
+    """Answers other methods with a JSON 405, like every other refusal here."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method != method:
+                response = error(405, f"use {method} for {request.path}")
+                response["Allow"] = method
+                return response
+            return view(request, *args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
+@csrf_exempt
+@allow("POST")
+def enroll(request: HttpRequest) -> HttpResponse:
+    """``POST /api/v1/enroll``: trade an enrollment token for a device id and token."""
+    try:
+        data = _json_body(request)
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        fields = {}
+        for key in ("enrollment_token", "name", "host_version", "agent_url"):
+            value = data.get(key, "")
+            if not isinstance(value, str):
+                raise BadRequest(f"{key} must be a string")
+            fields[key] = value
+        for key in ("enrollment_token", "name"):
+            if not fields[key]:
+                raise BadRequest(f"{key} is required")
+        device, token = enroll_device(**fields)
+    except BadRequest as exc:
+        return error(400, str(exc))
+    except EnrollmentRefused as exc:
+        return error(403, str(exc))
+    except ValidationError as exc:
+        return error(400, "; ".join(error_messages(exc)))
+    except SigningKeyError as exc:
+        log.error("cannot enroll devices: %s", exc)
+        return error(503, "the control plane has no signing key yet; try again later")
+    log.info("enrolled device %s (%s)", device.name, device.pk)
+    return JsonResponse(
+        {
+            "device_id": str(device.pk),
+            "device_token": token,
+            "heartbeat_interval_s": _interval(),
+        },
+        status=201,
+    )
+
+
+@csrf_exempt
+@allow("POST")
+def heartbeat(request: HttpRequest) -> HttpResponse:
+    """``POST /api/v1/heartbeat``: store a device's report, answer with its desired state."""
+    token = _bearer_token(request)
+    if token is None:
+        return error(401, "missing Authorization: Bearer <device token>")
+    try:
+        report = parse_heartbeat(_json_body(request))
+        desired = record_heartbeat(device_token=token, heartbeat=report)
+    except BadRequest as exc:
+        return error(400, str(exc))
+    except ValidationError as exc:
+        return error(400, "; ".join(error_messages(exc)))
+    except UnknownDeviceToken as exc:
+        return error(401, str(exc))
+    # The envelope is stored as the JSON text it was signed into; splice it in as is.
+    body = f'{{"desired":{desired or "null"},"heartbeat_interval_s":{_interval()}}}'
+    return HttpResponse(body, content_type="application/json")
+
+
+@allow("GET")
+def artifact(request: HttpRequest, sha256: str) -> HttpResponse:
+    """``GET /api/v1/artifacts/<sha256>``: the approved component, zstd-compressed."""
+    token = _bearer_token(request)
+    if token is None:
+        return error(401, "missing Authorization: Bearer <device token>")
+    if not Device.objects.filter(token_hash=hash_token(token)).exists():
+        return error(401, "unknown device token (was the device deleted? enroll it again)")
+    size = (
+        PluginVersion.objects.filter(sha256=sha256, status=VersionStatus.APPROVED)
+        .values_list("size", flat=True)
+        .first()
+    )
+    if size is None:
+        return error(404, f"no approved artifact {sha256}")
+    try:
+        handle = artifact_path(sha256).open("rb")
+    except FileNotFoundError:
+        log.error("artifact %s is approved but missing from %s", sha256, settings.ARTIFACT_ROOT)
+        return error(404, f"artifact {sha256} is missing on the control plane")
+    response = FileResponse(handle, content_type="application/zstd")
+    response["X-Artifact-Size"] = str(size)
+    return response

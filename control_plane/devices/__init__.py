@@ -1,0 +1,1 @@
+"""Devices: enrollment, heartbeats, readings and events, and the fleet status pages."""

@@ -1,0 +1,168 @@
+"""What the control plane knows about each device, and what devices reported."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import URLValidator
+from django.db import models
+from django.utils import timezone
+
+from control_plane.devices.choices import Connectivity, EventKind
+
+OFFLINE_GRACE_S = 5.0
+
+
+def offline_after() -> timedelta:
+    """How long after its last heartbeat a device counts as offline: two misses plus 5 s."""
+    return timedelta(seconds=2 * settings.HEARTBEAT_INTERVAL_S + OFFLINE_GRACE_S)
+
+
+class Tag(models.Model):
+    """A label on devices (``greenhouse``, ``canary``) that rollouts can target."""
+
+    name = models.SlugField(max_length=50, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EnrollmentToken(models.Model):
+    """A secret that lets a new device enroll a limited number of times before it expires.
+
+    Only the SHA-256 of the token is stored; the token itself is shown once, at creation.
+    """
+
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    label = models.CharField(max_length=100)
+    uses_left = models.PositiveIntegerField(default=1)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+
+class Device(models.Model):
+    """A Raspberry Pi running the device host, enrolled in the fleet.
+
+    Only the SHA-256 of its bearer token is stored. The signed desired state is cached
+    here, exactly as signed, so a heartbeat answers with it without signing anything.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="devices")
+    agent_url = models.CharField(
+        max_length=300,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Where the device's agent listens, e.g. http://pi-7.local:3000",
+    )
+    host_version = models.CharField(max_length=64, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+    enrolled_with = models.ForeignKey(
+        EnrollmentToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="devices"
+    )
+    last_seen = models.DateTimeField(null=True, blank=True)
+    reported_plugins = models.JSONField(
+        default=list, blank=True, help_text="The plugins list of the last heartbeat."
+    )
+    last_reading = models.JSONField(null=True, blank=True)
+    desired_sequence = models.PositiveBigIntegerField(default=0)
+    desired_envelope = models.TextField(
+        blank=True, help_text="The signed desired-state envelope, as JSON text."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def connectivity(self, now: datetime | None = None) -> Connectivity:
+        now = now or timezone.now()
+        if self.last_seen is not None and now - self.last_seen <= offline_after():
+            return Connectivity.ONLINE
+        return Connectivity.OFFLINE
+
+    @property
+    def desired_statement(self) -> dict[str, Any] | None:
+        """The desired-state statement this device was last given (already signed)."""
+        if not self.desired_envelope:
+            return None
+        statement: dict[str, Any] = json.loads(json.loads(self.desired_envelope)["statement"])
+        return statement
+
+
+class Reading(models.Model):
+    """One temperature and humidity sample a device reported.
+
+    The one index is the unique (device, taken_at, source): it makes a retried heartbeat
+    store nothing twice and serves "the latest readings of a device" through its prefix.
+    Every heartbeat inserts here, so no other index is kept.
+    """
+
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="readings", db_index=False
+    )
+    source = models.CharField(max_length=64)
+    temperature_c = models.FloatField()
+    humidity_pct = models.FloatField()
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-taken_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "taken_at", "source"], name="devices_reading_unique_sample"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.temperature_c} °C {self.humidity_pct} % at {self.taken_at}"
+
+
+class DeviceEvent(models.Model):
+    """Something that happened to a plugin on a device: installed, refused, trapped, …
+
+    Devices re-send events until a heartbeat is acknowledged; the unique (device, at,
+    plugin, kind) stores each once and serves "recent events of a device".
+    """
+
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
+    at = models.DateTimeField()
+    plugin = models.CharField(max_length=64)
+    version = models.CharField(max_length=64, blank=True)
+    kind = models.CharField(max_length=16, choices=EventKind.choices)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "at", "plugin", "kind"], name="devices_event_unique_report"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plugin} {self.version} {self.kind}"

@@ -1,0 +1,161 @@
+"""Every write to devices goes through here: enrollment, heartbeats, tokens, edits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from control_plane.devices.exceptions import EnrollmentRefused, UnknownDeviceToken
+from control_plane.devices.heartbeat_store import find_device, store_heartbeat
+from control_plane.devices.heartbeats import Heartbeat
+from control_plane.devices.models import Device, DeviceEvent, EnrollmentToken, Reading, Tag
+from control_plane.devices.tokens import hash_token, new_token
+from control_plane.rollouts.services import refresh_desired_states
+
+
+@transaction.atomic
+def create_enrollment_token(
+    *,
+    label: str,
+    uses: int = 1,
+    expires_at: datetime | None = None,
+    created_by: AbstractBaseUser | None = None,
+) -> tuple[EnrollmentToken, str]:
+    """Creates a token good for ``uses`` enrollments; returns it and the secret, shown once."""
+    secret = new_token()
+    token = EnrollmentToken(
+        token_hash=hash_token(secret),
+        label=label,
+        uses_left=uses,
+        expires_at=expires_at,
+        created_by=created_by,
+    )
+    token.full_clean()
+    token.save()
+    return token, secret
+
+
+@transaction.atomic
+def revoke_enrollment_token(*, token: EnrollmentToken) -> EnrollmentToken:
+    """Stops a token from enrolling anything more; devices it enrolled stay enrolled."""
+    token.uses_left = 0
+    token.full_clean()
+    token.save(update_fields=["uses_left"])
+    return token
+
+
+@transaction.atomic
+def enroll_device(
+    *, enrollment_token: str, name: str, host_version: str = "", agent_url: str = ""
+) -> tuple[Device, str]:
+    """Spends one use of the enrollment token on a new device; returns it and its token.
+
+    The device gets its first signed desired state at once (assignments to all devices
+    apply to it), so its first heartbeat converges. Raises `EnrollmentRefused` for an
+    unknown, used-up or expired token and ValidationError for a bad name or agent URL.
+    """
+    token = (
+        EnrollmentToken.objects.select_for_update()
+        .filter(token_hash=hash_token(enrollment_token))
+        .first()
+    )
+    if token is None:
+        raise EnrollmentRefused("unknown enrollment token")
+    if token.is_expired():
+        raise EnrollmentRefused(f"enrollment token {token.label!r} expired at {token.expires_at}")
+    spent = EnrollmentToken.objects.filter(pk=token.pk, uses_left__gt=0).update(
+        uses_left=F("uses_left") - 1
+    )
+    if not spent:
+        raise EnrollmentRefused(f"enrollment token {token.label!r} is used up")
+    secret = new_token()
+    device = Device(
+        name=name,
+        host_version=host_version,
+        agent_url=agent_url,
+        token_hash=hash_token(secret),
+        enrolled_with=token,
+    )
+    device.full_clean()
+    device.save()
+    # No push: the agent is still waiting for this answer; its first heartbeat converges.
+    refresh_desired_states(devices=[device], push=False)
+    return device, secret
+
+
+def record_heartbeat(*, device_token: str, heartbeat: Heartbeat) -> str:
+    """Stores what a device reported; returns its cached signed desired state (JSON text).
+
+    The hot path of the control plane: one indexed lookup, one UPDATE of the device row,
+    and one INSERT each for readings and events (a retried heartbeat stores nothing
+    twice), in plain SQL (see `heartbeat_store`). Raises `UnknownDeviceToken`.
+    """
+    found = find_device(hash_token(device_token))
+    if found is None:
+        raise UnknownDeviceToken("unknown device token (was the device deleted? enroll it again)")
+    device_id, desired_envelope = found
+    last_reading = None
+    if heartbeat.readings:
+        newest = max(heartbeat.readings, key=lambda r: r.taken_at)
+        last_reading = {
+            "source": newest.source,
+            "temperature_c": newest.temperature_c,
+            "humidity_pct": newest.humidity_pct,
+            "taken_at": newest.taken_at.isoformat(),
+        }
+    store_heartbeat(
+        device_id,
+        seen_at=timezone.now(),
+        host_version=heartbeat.host_version,
+        plugins=heartbeat.plugins,
+        last_reading=last_reading,
+        readings=heartbeat.readings,
+        events=heartbeat.events,
+    )
+    return desired_envelope
+
+
+@transaction.atomic
+def update_device(*, device: Device, name: str, agent_url: str, tags: Iterable[Tag]) -> Device:
+    """Renames, re-addresses or re-tags a device; new tags can change its desired state."""
+    device.name = name
+    device.agent_url = agent_url
+    device.full_clean()
+    device.save(update_fields=["name", "agent_url"])
+    wanted = {tag.pk for tag in tags}
+    if wanted != set(device.tags.values_list("pk", flat=True)):
+        device.tags.set(wanted)
+        refresh_desired_states(devices=[device])
+    return device
+
+
+def prune_history(*, before: datetime, batch: int = 10_000) -> tuple[int, int]:
+    """Deletes readings and events older than ``before``, in batches; returns the counts.
+
+    Batches keep each write transaction short, so heartbeats keep flowing meanwhile.
+    """
+    counts = []
+    for model, field in ((Reading, "taken_at"), (DeviceEvent, "at")):
+        total = 0
+        while True:
+            ids = list(
+                model.objects.filter(**{f"{field}__lt": before}).values_list("pk", flat=True)[
+                    :batch
+                ]
+            )
+            if not ids:
+                break
+            total += model.objects.filter(pk__in=ids).delete()[0]
+        counts.append(total)
+    return counts[0], counts[1]
+
+
+@transaction.atomic
+def delete_device(*, device: Device) -> None:
+    """Forgets a device, its readings, events and device-targeted assignments; its token dies."""
+    device.delete()

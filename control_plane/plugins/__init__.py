@@ -1,0 +1,1 @@
+"""Plugins: uploaded versions, validated against the contract, approved, signed and stored."""

@@ -1,0 +1,239 @@
+"""Admin for plugins: upload (validated by the service), review, approve and sign, reject."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from control_plane.admin_support import RefusableAddMixin
+from control_plane.errors import error_messages
+from control_plane.plugins.capabilities import capability_diff
+from control_plane.plugins.choices import VersionStatus
+from control_plane.plugins.forms import PluginVersionUploadForm
+from control_plane.plugins.models import Plugin, PluginVersion
+from control_plane.plugins.services import (
+    approve_plugin_version,
+    reject_plugin_version,
+    upload_plugin_version,
+)
+from control_plane.plugins.signing import SigningKeyError
+
+APPROVE_PERMISSION = "plugins.approve_pluginversion"
+
+
+def _bullets(items: list[str], empty: str = "none") -> str:
+    if not items:
+        return format_html('<span class="quiet">{}</span>', empty)
+    return format_html_join("", "<div>{}</div>", ((item,) for item in items))
+
+
+@admin.register(Plugin)
+class PluginAdmin(admin.ModelAdmin):
+    list_display = ["name", "version_count", "created_at"]
+    search_fields = ["name"]
+    readonly_fields = ["name", "created_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Plugin]:
+        return super().get_queryset(request).annotate(version_count=Count("versions"))
+
+    @admin.display(description="versions", ordering="version_count")
+    def version_count(self, plugin: Plugin) -> int:
+        return plugin.version_count  # type: ignore[attr-defined,no-any-return]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # plugins come into being with their first uploaded version
+
+
+@admin.register(PluginVersion)
+class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "world",
+        "status",
+        "serial",
+        "size_mib",
+        "uploaded_by",
+        "uploaded_at",
+    ]
+    list_filter = ["status", "world", "plugin"]
+    list_select_related = ["plugin", "uploaded_by"]
+    search_fields = ["plugin__name", "version", "sha256"]
+    actions = ["approve", "reject"]
+    add_form = PluginVersionUploadForm
+    change_form_template = "admin/plugins/pluginversion/change_form.html"
+    review_fieldsets = [
+        (None, {"fields": ["plugin", "version", "world", "status", "serial"]}),
+        ("What it may touch", {"fields": ["grants", "interfaces", "exports", "changes"]}),
+        ("Artifact", {"fields": ["sha256", "size", "compressed_size", "manifest_json"]}),
+        (
+            "Review",
+            {
+                "fields": [
+                    "uploaded_by",
+                    "uploaded_at",
+                    "reviewed_by",
+                    "reviewed_at",
+                    "rejection_reason",
+                    "signature",
+                ]
+            },
+        ),
+    ]
+
+    # --- upload -----------------------------------------------------------------------
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> type[ModelForm]:
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return [(None, {"fields": ["component", "manifest_file", "bundle"]})]
+        return self.review_fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        return [field for _, options in self.review_fieldsets for field in options["fields"]]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if object_id is None and request.method == "POST":
+            # Not inside the admin's usual transaction: validating compiles for seconds, and
+            # a transaction would hold SQLite's write lock (and heartbeats) meanwhile. The
+            # upload service makes its own atomic writes.
+            return self._changeform_view(request, object_id, form_url, extra_context)
+        if object_id is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "show_save": False,
+                "show_save_and_continue": False,
+                "show_save_and_add_another": False,
+                "can_review": request.user.has_perm(APPROVE_PERMISSION),
+            }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(
+        self, request: HttpRequest, obj: PluginVersion, form: ModelForm, change: bool
+    ) -> None:
+        """Uploads through the service; a refusal becomes a message and nothing is saved."""
+        try:
+            version = upload_plugin_version(
+                **form.upload_arguments(),  # type: ignore[attr-defined]
+                uploaded_by=request.user,
+            )
+        except ValidationError as exc:
+            for message in error_messages(exc):
+                self.message_user(request, f"Refused: {message}", messages.ERROR)
+            return
+        for field in PluginVersion._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(version, field.attname))
+        obj._state = version._state
+
+    def response_add(
+        self, request: HttpRequest, obj: PluginVersion, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        if obj.pk is None:
+            return super().response_add(request, obj, post_url_continue)
+        self.message_user(
+            request,
+            f"Uploaded {obj}: it passed the contract check and waits for review.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:plugins_pluginversion_change", args=[obj.pk]))
+
+    # --- review -------------------------------------------------------------------------
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # versions are the fleet's history; reject instead
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(APPROVE_PERMISSION)
+
+    @admin.action(description="Approve and sign selected versions", permissions=["approve"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[PluginVersion]) -> None:
+        for version in queryset.select_related("plugin"):
+            try:
+                approved = approve_plugin_version(version=version, approved_by=request.user)
+            except ValidationError as exc:
+                self.message_user(request, " ".join(error_messages(exc)), messages.ERROR)
+            except SigningKeyError as exc:
+                self.message_user(request, f"Cannot sign: {exc}", messages.ERROR)
+                return
+            else:
+                self.message_user(
+                    request,
+                    f"Approved {approved} as serial {approved.serial}; signed.",
+                    messages.SUCCESS,
+                )
+
+    @admin.action(description="Reject selected versions", permissions=["approve"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[PluginVersion]) -> None:
+        for version in queryset.select_related("plugin"):
+            try:
+                rejected = reject_plugin_version(version=version, rejected_by=request.user)
+            except ValidationError as exc:
+                self.message_user(request, " ".join(error_messages(exc)), messages.ERROR)
+            else:
+                self.message_user(request, f"Rejected {rejected}.", messages.WARNING)
+
+    # --- read-only displays ---------------------------------------------------------------
+
+    @admin.display(description="size")
+    def size_mib(self, version: PluginVersion) -> str:
+        return f"{version.size / (1024 * 1024):.1f} MiB"
+
+    @admin.display(description="granted by its manifest")
+    def grants(self, version: PluginVersion) -> str:
+        return _bullets(version.capabilities.get("grants", []), "no hardware, no storage")
+
+    @admin.display(description="contract interfaces it imports")
+    def interfaces(self, version: PluginVersion) -> str:
+        return _bullets(version.capabilities.get("imports", []))
+
+    @admin.display(description="contract interfaces it exports")
+    def exports(self, version: PluginVersion) -> str:
+        return _bullets(version.capabilities.get("exports", []))
+
+    @admin.display(description="changes since the last approved version")
+    def changes(self, version: PluginVersion) -> str:
+        diff = capability_diff(version)
+        if diff.previous is None:
+            heading = "first approved version of this plugin: everything above is new"
+            return format_html('<span class="quiet">{}</span>', heading)
+        if diff.unchanged:
+            return format_html('<span class="quiet">same as {}</span>', diff.previous)
+        return format_html(
+            "<div>compared with {}:</div>{}", diff.previous, _bullets(diff.describe())
+        )
+
+    @admin.display(description="manifest")
+    def manifest_json(self, version: PluginVersion) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(version.manifest, indent=2))
+
+    @admin.display(description="signed release")
+    def signature(self, version: PluginVersion) -> str:
+        if version.status != VersionStatus.APPROVED or not version.release_envelope:
+            return format_html('<span class="quiet">{}</span>', "not signed")
+        return format_html(
+            "serial {}, signed with key <code>{}</code>",
+            version.serial,
+            version.release_envelope["key_id"],
+        )

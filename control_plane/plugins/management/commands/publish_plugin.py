@@ -1,0 +1,79 @@
+"""``manage.py publish_plugin <plugin folder or bundle.zip> [--approve] [--assign TARGET]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from control_plane.errors import error_messages
+from control_plane.plugins.services import approve_plugin_version, upload_plugin_version
+from control_plane.plugins.signing import SigningKeyError
+from control_plane.plugins.uploads import MANIFEST_NAME
+from control_plane.rollouts.services import create_assignment
+from control_plane.rollouts.targets import parse_target
+from device_host.errors import ManifestError
+from device_host.manifest import load_manifest
+
+
+class Command(BaseCommand):
+    help = (
+        "Uploads a built plugin (a folder with manifest.toml and its component, or a zip "
+        "bundle) through the same checks as the admin; optionally approves and assigns it."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("source", type=Path, help="plugin folder or .zip bundle")
+        parser.add_argument("--approve", action="store_true", help="approve and sign it")
+        parser.add_argument(
+            "--assign",
+            metavar="TARGET",
+            help="then assign it to all, tag:<tag> or device:<name or id> (implies --approve)",
+        )
+        parser.add_argument("--user", help="record this user as uploader and approver")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user = None
+        if options["user"]:
+            user = get_user_model().objects.filter(username=options["user"]).first()
+            if user is None:
+                raise CommandError(f"no user {options['user']!r}")
+        try:
+            target = parse_target(options["assign"]) if options["assign"] else None
+            version = upload_plugin_version(**self._read(options["source"]), uploaded_by=user)
+            self.stdout.write(f"uploaded {version} (sha256 {version.sha256[:12]})")
+            if options["approve"] or target is not None:
+                version = approve_plugin_version(version=version, approved_by=user)
+                self.stdout.write(f"approved {version} as serial {version.serial}")
+            if target is not None:
+                assignment = create_assignment(
+                    plugin_version=version,
+                    target=target.kind,
+                    tag=target.tag,
+                    device=target.device,
+                    created_by=user,
+                )
+                self.stdout.write(f"assigned {assignment}")
+        except ValidationError as exc:
+            raise CommandError("; ".join(error_messages(exc))) from None
+        except SigningKeyError as exc:
+            raise CommandError(str(exc)) from None
+
+    @staticmethod
+    def _read(source: Path) -> dict[str, Any]:
+        try:
+            if source.is_file():
+                return {"bundle": source.read_bytes()}
+            manifest_path = source / MANIFEST_NAME
+            manifest = load_manifest(manifest_path)
+            return {
+                "component": (source / manifest.component).read_bytes(),
+                "manifest_text": manifest_path.read_text(encoding="utf-8"),
+            }
+        except ManifestError as exc:
+            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            raise CommandError(f"cannot read {source}: {exc}") from None

@@ -1,0 +1,192 @@
+"""Every write to plugins goes through here: upload, approve (sign), reject."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from control_plane.plugins.artifacts import (
+    artifact_lock,
+    artifact_path,
+    compress,
+    remove_artifact,
+    store_artifact,
+)
+from control_plane.plugins.capabilities import derive_capabilities
+from control_plane.plugins.choices import VersionStatus
+from control_plane.plugins.components import ComponentSurface, inspect_component
+from control_plane.plugins.models import Plugin, PluginVersion
+from control_plane.plugins.signing import sign_statement
+from control_plane.plugins.uploads import read_upload
+from control_plane.plugins.versions import version_key
+from control_plane.rollouts.services import refresh_desired_states_for_plugin
+from device_host.delivery.statements import release_statement
+from device_host.errors import PluginLoadError
+from device_host.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+
+def upload_plugin_version(
+    *,
+    component: bytes | None = None,
+    manifest_text: str | None = None,
+    bundle: bytes | None = None,
+    uploaded_by: AbstractBaseUser | None = None,
+) -> PluginVersion:
+    """Validates an uploaded version as a device would, stores it, and returns it pending.
+
+    Takes a component with its manifest.toml text, or a zip bundle holding both. Refuses,
+    with a ValidationError keyed by field: a bad manifest or bundle, bytes that are not a
+    component, a component that does not fit its manifest or the contract, a version
+    already uploaded, and a version below the plugin's latest. Nothing is left behind by a
+    refusal or a failed write. Compiling takes seconds, so call this outside transactions.
+    """
+    upload = read_upload(component=component, manifest_text=manifest_text, bundle=bundle)
+    manifest = upload.manifest
+    _check_version_is_new(manifest)
+    try:
+        surface = inspect_component(upload.component, manifest)
+    except PluginLoadError as exc:
+        raise ValidationError({"component": str(exc)}) from None
+    sha256 = hashlib.sha256(upload.component).hexdigest()
+    path = artifact_path(sha256)
+    compressed = None if path.exists() else compress(upload.component)
+    with artifact_lock():
+        if not path.exists():  # new bytes, or removed by a rejection meanwhile
+            store_artifact(sha256, compressed or compress(upload.component))
+        compressed_size = path.stat().st_size
+        try:
+            return _save_version(
+                manifest, upload.component, compressed_size, sha256, surface, uploaded_by
+            )
+        except BaseException:
+            _remove_unreferenced(sha256)
+            raise
+
+
+@transaction.atomic
+def _save_version(
+    manifest: Manifest,
+    component: bytes,
+    compressed_size: int,
+    sha256: str,
+    surface: ComponentSurface,
+    uploaded_by: AbstractBaseUser | None,
+) -> PluginVersion:
+    plugin, _ = Plugin.objects.get_or_create(name=manifest.name)
+    Plugin.objects.select_for_update().filter(pk=plugin.pk).get()
+    _check_version_is_new(manifest)
+    version = PluginVersion(
+        plugin=plugin,
+        version=manifest.version,
+        world=manifest.world,
+        manifest=manifest.to_data(),
+        sha256=sha256,
+        size=len(component),
+        compressed_size=compressed_size,
+        capabilities=derive_capabilities(manifest, surface),
+        uploaded_by=uploaded_by,
+    )
+    version.full_clean()
+    version.save()
+    log.info("uploaded %s (sha256 %s)", version, sha256[:12])
+    return version
+
+
+def _check_version_is_new(manifest: Manifest) -> None:
+    versions = list(
+        PluginVersion.objects.filter(plugin__name=manifest.name).values_list("version", flat=True)
+    )
+    if manifest.version in versions:
+        raise ValidationError(
+            {"version": f"{manifest.name} {manifest.version} was already uploaded"}
+        )
+    latest = max(versions, key=version_key, default=None)
+    if latest is not None and version_key(manifest.version) < version_key(latest):
+        raise ValidationError(
+            {
+                "version": f"{manifest.name} {manifest.version} is lower than the latest "
+                f"uploaded version {latest}; versions only go up (a rollback is a new, "
+                "higher version of the old code)"
+            }
+        )
+
+
+def _remove_unreferenced(sha256: str) -> None:
+    """Removes an artifact no version row references (called with the artifact lock held)."""
+    try:
+        referenced = PluginVersion.objects.filter(sha256=sha256).exists()
+    except DatabaseError:
+        log.exception("cannot tell whether artifact %s is still referenced; keeping it", sha256)
+        return
+    if not referenced:
+        remove_artifact(sha256)
+
+
+@transaction.atomic
+def approve_plugin_version(
+    *, version: PluginVersion, approved_by: AbstractBaseUser | None
+) -> PluginVersion:
+    """Gives a pending version the plugin's next serial and signs its release statement.
+
+    Devices whose assignments involve the plugin get their desired state recomputed.
+    Raises ValidationError for a version that is not pending or whose artifact is missing,
+    and `SigningKeyError` when there is no signing key.
+    """
+    Plugin.objects.select_for_update().filter(pk=version.plugin_id).get()
+    version = PluginVersion.objects.select_related("plugin").get(pk=version.pk)
+    if version.status != VersionStatus.PENDING:
+        raise ValidationError(f"{version} is {version.get_status_display()}, not pending review")
+    if not artifact_path(version.sha256).is_file():
+        raise ValidationError(f"{version}: its artifact {version.sha256[:12]} is missing")
+    highest = PluginVersion.objects.filter(plugin_id=version.plugin_id).aggregate(
+        highest=Max("serial")
+    )["highest"]
+    version.serial = (highest or 0) + 1
+    version.release_envelope = sign_statement(
+        release_statement(version.manifest, version.serial, version.sha256, version.size)
+    )
+    version.status = VersionStatus.APPROVED
+    version.reviewed_by = approved_by
+    version.reviewed_at = timezone.now()
+    version.full_clean()
+    version.save()
+    log.info("approved %s as serial %d", version, version.serial)
+    refresh_desired_states_for_plugin(plugin=version.plugin)
+    return version
+
+
+def reject_plugin_version(
+    *, version: PluginVersion, rejected_by: AbstractBaseUser | None, reason: str = ""
+) -> PluginVersion:
+    """Refuses a pending version; its artifact goes unless another live version shares it."""
+    with artifact_lock(), transaction.atomic():
+        version = (
+            PluginVersion.objects.select_for_update().select_related("plugin").get(pk=version.pk)
+        )
+        if version.status != VersionStatus.PENDING:
+            raise ValidationError(
+                f"{version} is {version.get_status_display()}, not pending review"
+            )
+        version.status = VersionStatus.REJECTED
+        version.reviewed_by = rejected_by
+        version.reviewed_at = timezone.now()
+        version.rejection_reason = reason
+        version.full_clean()
+        version.save()
+        shared = (
+            PluginVersion.objects.filter(sha256=version.sha256)
+            .exclude(status=VersionStatus.REJECTED)
+            .exists()
+        )
+        if not shared:
+            transaction.on_commit(lambda: remove_artifact(version.sha256))
+    log.info("rejected %s", version)
+    return version
