@@ -6,19 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
-DEMO=var/demo
 CP_PORT=${DEMO_CONTROL_PLANE_PORT:-8000}
 DEVICE_PORT=${DEMO_DEVICE_PORT:-3000}
 ADMIN_PASSWORD=${DEMO_ADMIN_PASSWORD:-demo-admin}
+source scripts/demo-env.sh
 mkdir -p "$DEMO/control-plane" "$DEMO/trusted-keys" "$DEMO/device-host"
-
-export CONTROL_PLANE_SECRET_KEY=demo-only-secret-key-do-not-use-in-production-0123456789
-export CONTROL_PLANE_ALLOWED_HOSTS=127.0.0.1,localhost
-export CONTROL_PLANE_DATABASE_URL="sqlite:///$PWD/$DEMO/control-plane/db.sqlite3"
-export CONTROL_PLANE_ARTIFACT_ROOT="$PWD/$DEMO/control-plane/artifacts"
-export CONTROL_PLANE_SIGNING_KEY_PATH="$PWD/$DEMO/control-plane/signing-key.pem"
-export CONTROL_PLANE_STATIC_ROOT="$PWD/$DEMO/control-plane/static"
-export CONTROL_PLANE_HEARTBEAT_INTERVAL_S=5
 manage() { "$VENV/bin/python" control_plane/manage.py "$@"; }
 
 manage migrate --noinput >/dev/null
