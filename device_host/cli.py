@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import logging
 import sys
 from pathlib import Path
@@ -39,6 +41,7 @@ def _serve(config_path: Path | None) -> int:
     from device_host.http.app import create_app
 
     config = load_config(config_path)
+    _return_large_buffers_to_the_os()
     host = DeviceHost(config)
     web.run_app(
         create_app(host),
@@ -49,6 +52,17 @@ def _serve(config_path: Path | None) -> int:
         handle_signals=True,
     )
     return 0
+
+
+def _return_large_buffers_to_the_os() -> None:
+    """Has glibc mmap buffers over 1 MiB, so freeing one (component bytes) returns its pages.
+
+    By default glibc raises the threshold after large frees and keeps such buffers in its
+    heap: tens of MB on a device that has 512 MB.
+    """
+    m_mmap_threshold = -3
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 1 << 20)
 
 
 def _build(plugin_dirs: list[Path], output: Path | None) -> int:

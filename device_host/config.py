@@ -200,6 +200,13 @@ def _validate(config: HostConfig) -> None:
         raise ConfigError(f"[gpio] driver {config.gpio.driver!r}: use simulated or gpiod")
     if config.plugins.source not in {"signed", "local"}:
         raise ConfigError(f"[plugins] source {config.plugins.source!r}: use signed or local")
+    if config.plugins.source == "signed" and not config.agent.control_plane_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError(
+            '[plugins] source = "signed" needs [agent] control_plane_url (http:// or https://); '
+            'for unsigned plugins from a folder set source = "local"'
+        )
     if not 1 <= config.plugins.pool_size <= 16:
         raise ConfigError("[plugins] pool_size must be 1..16")
     if not 0.0 <= config.sensor.failure_rate <= 1.0:

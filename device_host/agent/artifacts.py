@@ -12,6 +12,7 @@ import zstandard
 from device_host.agent.control_plane import ControlPlaneClient
 from device_host.delivery.statements import Release
 from device_host.errors import DeviceHostError
+from device_host.storage.digest import file_sha256
 
 CHUNK = 1 << 16
 
@@ -35,7 +36,7 @@ class ArtifactStore:
         server cannot fill the disk; then size and SHA-256 must match the signature.
         """
         path = self.path_for(release.sha256)
-        if path.exists() and _sha256(path) == release.sha256:
+        if path.exists() and file_sha256(path) == release.sha256:
             return path
         fd, tmp = tempfile.mkstemp(prefix=".download-", dir=self._directory)
         try:
@@ -69,11 +70,3 @@ class ArtifactStore:
         for path in self._directory.glob("*.wasm"):
             if path.stem not in keep:
                 path.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from pathlib import Path
@@ -14,6 +13,7 @@ from device_host.plugins.events import EventLog
 from device_host.plugins.quarantine import QuarantinePolicy
 from device_host.plugins.slot import PluginSlot
 from device_host.runtime import GuestLog, LoadContext, LoadedVersion, load_version
+from device_host.storage.digest import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,6 @@ class PluginManager:
 
 def _same_bytes(version: LoadedVersion, wasm_path: Path) -> bool:
     try:
-        return hashlib.sha256(wasm_path.read_bytes()).hexdigest() == version.sha256
+        return file_sha256(wasm_path) == version.sha256
     except OSError:
         return False

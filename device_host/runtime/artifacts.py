@@ -19,9 +19,11 @@ import wasmtime
 from wasmtime.component import Component
 
 from device_host.contract import magic_problem
+from device_host.contract.check import COMPONENT_MAGIC
 from device_host.errors import PluginLoadError
 from device_host.runtime.engine import EngineSettings
 from device_host.storage.atomic import atomic_write_bytes
+from device_host.storage.digest import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +58,25 @@ class ArtifactCache:
         serialized: two at once would double the peak memory on a small device.
         """
         try:
-            data = wasm_path.read_bytes()
+            with wasm_path.open("rb") as handle:
+                head = handle.read(len(COMPONENT_MAGIC))
+            sha256, size = file_sha256(wasm_path), wasm_path.stat().st_size
         except OSError as exc:
             raise PluginLoadError(plugin, version, f"cannot read {wasm_path}: {exc}") from None
-        problem = magic_problem(data)
+        problem = magic_problem(head)
         if problem is not None:
             raise PluginLoadError(plugin, version, problem)
-        sha256 = hashlib.sha256(data).hexdigest()
         artifact = self.artifact_path(sha256)
         if artifact.exists():
             try:
                 component = Component.deserialize_file(self._engine, str(artifact))
-                return CompiledComponent(component, sha256, len(data), True, artifact)
+                return CompiledComponent(component, sha256, size, True, artifact)
             except wasmtime.WasmtimeError as exc:
                 log.warning("discarding unreadable compiled artifact %s: %s", artifact, exc)
                 artifact.unlink(missing_ok=True)
+        data = wasm_path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise PluginLoadError(plugin, version, f"{wasm_path} changed while it was being loaded")
         with self._compile_lock:
             try:
                 serialized = _compile_in_background(self._engine, data)
@@ -78,9 +84,9 @@ class ArtifactCache:
                 reason = f"not a valid component: {_first_line(exc)}"
                 raise PluginLoadError(plugin, version, reason) from None
             atomic_write_bytes(artifact, serialized)
-            del serialized
+            del serialized, data
         component = Component.deserialize_file(self._engine, str(artifact))
-        return CompiledComponent(component, sha256, len(data), False, artifact)
+        return CompiledComponent(component, sha256, size, False, artifact)
 
     def artifact_path(self, sha256: str) -> Path:
         return self._directory / f"{sha256}-{self._fingerprint}.cwasm"

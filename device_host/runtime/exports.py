@@ -56,15 +56,22 @@ def handle_http(instance: PluginInstance, interface: str, request: HttpRequest) 
     return HttpResponse(reply.status, [(str(k), str(v)) for k, v in reply.headers], body)
 
 
-def run_result_call(instance: PluginInstance, export: ExportRef, *args: object) -> str | None:
+def run_result_call(
+    instance: PluginInstance, export: ExportRef, *args: object, budget_ms: int | None = None
+) -> str | None:
     """Calls an export returning ``result<_, string>``; returns the error text or None."""
-    value = instance.call(export, *args)
+    value = instance.call(export, *args, budget_ms=budget_ms)
     is_ok, payload = split_result(instance.func_type(export).result, value)
     return None if is_ok else str(payload)
 
 
-def self_check(instance: PluginInstance, interface: str) -> str | None:
-    return run_result_call(instance, ExportRef(interface, "check"))
+SELF_CHECK_BUDGET_MS = 2000
+"""A self-check runs once per load, often while the device is busy booting or compiling."""
+
+
+def self_check(instance: PluginInstance, interface: str, call_timeout_ms: int) -> str | None:
+    budget = max(call_timeout_ms, SELF_CHECK_BUDGET_MS)
+    return run_result_call(instance, ExportRef(interface, "check"), budget_ms=budget)
 
 
 def tick(instance: PluginInstance, interface: str, now_ms: int) -> str | None:

@@ -69,8 +69,11 @@ class PluginInstance:
                 manifest.name, manifest.version, _instantiate_reason(exc)
             ) from None
 
-    def call(self, export: ExportRef, *args: Any) -> Any:
-        """Calls ``export`` and returns what it returned, or raises `PluginTrap` and dies."""
+    def call(self, export: ExportRef, *args: Any, budget_ms: int | None = None) -> Any:
+        """Calls ``export`` and returns what it returned, or raises `PluginTrap` and dies.
+
+        The budget is the manifest's call timeout unless ``budget_ms`` says otherwise.
+        """
         with self._lock:
             store = self._store
             if self.dead or store is None:
@@ -78,7 +81,8 @@ class PluginInstance:
                     self._manifest.label, TrapKind.CRASH, "instance is no longer usable"
                 )
             func = self._funcs.get(export) or self._lookup(store, export)
-            store.set_epoch_deadline(deadline_ticks(self._manifest.limits.call_timeout_ms))
+            budget = budget_ms or self._manifest.limits.call_timeout_ms
+            store.set_epoch_deadline(deadline_ticks(budget))
             try:
                 result = func(store, *args)
                 func.post_return(store)

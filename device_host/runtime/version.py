@@ -106,7 +106,7 @@ def load_version(
     check_interface = exports.get(compatibility_key(SELF_CHECK))
     if check_interface is not None:
         try:
-            failure = self_check(first, check_interface)
+            failure = self_check(first, check_interface, manifest.limits.call_timeout_ms)
         except PluginTrap as trap:
             failure = f"trapped ({trap.kind}): {trap.detail}"
         if failure is not None:

@@ -16,8 +16,11 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+CONTROL_PLANE = {"DEVICE_HOST_AGENT_CONTROL_PLANE_URL": "http://fleet.example:8000"}
+
+
 def test_defaults_serve_port_3000_with_a_simulated_sensor():
-    config = load_config(None, environ={})
+    config = load_config(None, environ=CONTROL_PLANE)
 
     assert (config.server.port, config.sensor.driver, config.sensor.pins) == (
         3000,
@@ -32,7 +35,12 @@ def test_the_file_sets_values_and_the_environment_overrides_them(tmp_path):
     path = _write(tmp_path, "[server]\nport = 3100\n[sensor]\npins = [4, 17]\n")
 
     config = load_config(
-        path, environ={"DEVICE_HOST_SERVER_PORT": "3200", "DEVICE_HOST_SENSOR_HANG": "true"}
+        path,
+        environ={
+            **CONTROL_PLANE,
+            "DEVICE_HOST_SERVER_PORT": "3200",
+            "DEVICE_HOST_SENSOR_HANG": "1",
+        },
     )
 
     assert config.server.port == 3200
@@ -41,7 +49,20 @@ def test_the_file_sets_values_and_the_environment_overrides_them(tmp_path):
 
 
 def test_a_list_of_pins_can_come_from_the_environment():
-    assert load_config(None, environ={"DEVICE_HOST_GPIO_PINS": "17,27"}).gpio.pins == (17, 27)
+    environ = {**CONTROL_PLANE, "DEVICE_HOST_GPIO_PINS": "17,27"}
+
+    assert load_config(None, environ=environ).gpio.pins == (17, 27)
+
+
+def test_signed_plugins_need_a_control_plane_and_say_so():
+    with pytest.raises(ConfigError, match=r"needs \[agent\] control_plane_url"):
+        load_config(None, environ={})
+
+
+def test_local_plugins_need_no_control_plane():
+    config = load_config(None, environ={"DEVICE_HOST_PLUGINS_SOURCE": "local"})
+
+    assert config.agent.control_plane_url == ""
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,364 @@
+"""How many heartbeats per second the control plane absorbs (target: 1,000/s on 2 cores).
+
+A throwaway control plane with three published plugins assigned to all devices and
+``--devices`` enrolled devices (through the services, so each has a real signed desired
+state that every heartbeat answer carries), served by gunicorn with
+``control_plane/gunicorn.conf.py``. wrk (``heartbeat.lua``) sends heartbeats with a random
+device's token, the three plugins' status and 0, 5 and 20 readings, for ``--duration``
+seconds each after a short warm-up. Afterwards the stored readings are counted: every
+heartbeat's readings must be there.
+
+    .venv/bin/python bench/fleet/bench_heartbeats.py                        # SQLite
+    scripts/with-postgres.sh .venv/bin/python bench/fleet/bench_heartbeats.py --database postgresql
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from common import (
+    REPO,
+    VENV_BIN,
+    WORK,
+    CpuMeter,
+    Table,
+    build_variant,
+    machine,
+    machine_line,
+    run_logged,
+    wait_for_quiet,
+    write_results,
+)
+from tests.support import free_port, wait_until
+
+PLUGINS = (("hello", "tests"), ("dashboard", "plugins"), ("thermostat", "plugins"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--duration", type=int, default=15, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per run")
+    parser.add_argument("--readings", default="0,5,20", help="readings per heartbeat")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is missing (apt-get install -y wrk)")
+
+    state = WORK / f"heartbeats-{args.database}"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    env = control_plane_env(state, database_url(args.database, state))
+    log = state / "setup.log"
+    started = time.monotonic()
+    plugins = seed(env, state, log, args.devices)
+    seeded_s = time.monotonic() - started
+
+    port = free_port()
+    server = start_gunicorn(env, port, state / "gunicorn.log")
+    runs = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for readings in [int(n) for n in args.readings.split(",")]:
+            sizes = heartbeat_sizes(url, state, plugins, readings)
+            wait_for_quiet()
+            wrk(url, state, readings, args, args.warmup)
+            before = count_readings(env, log)
+            meter = CpuMeter(names=("postgres",))
+            result = wrk(url, state, readings, args, args.duration)
+            result["cpu"] = meter.stop()
+            stored = count_readings(env, log) - before
+            result.update(readings=readings, sizes=sizes, stored_readings=stored)
+            runs.append(result)
+            print(summary_line(result))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    data = {
+        "machine": machine(),
+        "database": args.database,
+        "devices": args.devices,
+        "gunicorn_workers": workers(),
+        "wrk": {"threads": args.threads, "connections": args.connections},
+        "duration_s": args.duration,
+        "seed_s": round(seeded_s, 1),
+        "runs": runs,
+    }
+    write_results(f"heartbeats-{args.database}", data, markdown(data))
+
+
+def database_url(database: str, state: Path) -> str:
+    if database == "sqlite":
+        return f"sqlite:///{state / 'control-plane.sqlite3'}"
+    url = os.environ.get("CONTROL_PLANE_TEST_DATABASE_URL")
+    if not url:
+        raise SystemExit(
+            "bench: no PostgreSQL; run under scripts/with-postgres.sh, which sets "
+            "CONTROL_PLANE_TEST_DATABASE_URL"
+        )
+    return url
+
+
+def control_plane_env(state: Path, url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CONTROL_PLANE_SECRET_KEY": "bench-secret-key-not-for-production-0123456789",
+        "CONTROL_PLANE_DEBUG": "0",
+        "CONTROL_PLANE_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CONTROL_PLANE_DATABASE_URL": url,
+        "CONTROL_PLANE_ARTIFACT_ROOT": str(state / "artifacts"),
+        "CONTROL_PLANE_SIGNING_KEY_PATH": str(state / "signing-key.pem"),
+        "CONTROL_PLANE_STATIC_ROOT": str(state / "static"),
+        # Validation compiles are not what this measures: keep them between runs.
+        "CONTROL_PLANE_COMPILED_CACHE_DIR": str(WORK / "control-plane-compiled"),
+        "CONTROL_PLANE_LOG_LEVEL": "WARNING",
+    }
+
+
+def manage(env: dict[str, str], log: Path, *args: str) -> str:
+    command = [str(VENV_BIN / "python"), str(REPO / "control_plane" / "manage.py"), *args]
+    return run_logged(command, log, env=env, cwd=REPO).stdout
+
+
+def seed(env: dict[str, str], state: Path, log: Path, devices: int) -> list[dict[str, object]]:
+    """Migrates, publishes the plugins to all devices, enrolls the devices.
+
+    Returns the plugins as a device reports them in its heartbeat.
+    """
+    manage(env, log, "migrate", "--noinput", "-v0")
+    manage(env, log, "create_signing_key")
+    plugins = []
+    for name, _ in PLUGINS:
+        folder = build_variant(name, f"heartbeat-{name}")
+        manage(env, log, "publish_plugin", str(folder), "--assign", "all")
+        manifest = (folder / "manifest.toml").read_text()
+        version = next(
+            line.split("=", 1)[1].strip().strip('"')
+            for line in manifest.splitlines()
+            if line.startswith("version")
+        )
+        wasm = next(folder.glob("*.wasm")).read_bytes()
+        plugins.append(
+            {
+                "name": name,
+                "version": version,
+                "sha256": hashlib.sha256(wasm).hexdigest(),
+                "state": "running",
+                "trap_count": 0,
+                "last_error": None,
+            }
+        )
+    (state / "plugins.json").write_text(json.dumps(plugins, separators=(",", ":")))
+    done = run_logged(
+        [
+            str(VENV_BIN / "python"),
+            str(REPO / "bench" / "fleet" / "enroll_devices.py"),
+            str(devices),
+            str(state / "tokens.txt"),
+        ],
+        log,
+        env=env,
+        cwd=REPO,
+    )
+    print(done.stdout.strip())
+    return plugins
+
+
+def start_gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [
+            str(VENV_BIN / "gunicorn"),
+            "-c",
+            "control_plane/gunicorn.conf.py",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "control_plane.wsgi",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+    def answers() -> bool:
+        if server.poll() is not None:
+            raise SystemExit(f"bench: gunicorn exited:\n{log.read_text()[-3000:]}")
+        probe = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+             f"http://127.0.0.1:{port}/api/v1/heartbeat"],
+            capture_output=True,
+            text=True,
+        )
+        return probe.stdout == "401"
+
+    try:
+        wait_until(answers, 60, "gunicorn")
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server
+
+
+def workers() -> int:
+    import runpy
+
+    return int(runpy.run_path(str(REPO / "control_plane" / "gunicorn.conf.py"))["workers"])
+
+
+def heartbeat_body(plugins: list[dict[str, object]], readings: int) -> str:
+    """The same shape as heartbeat.lua sends (and a device host)."""
+    now = time.time()
+    return json.dumps(
+        {
+            "host_version": "0.1.0",
+            "plugins": plugins,
+            "readings": [
+                {
+                    "source": "dht22:4",
+                    "temperature_c": 21.0 + i / 10,
+                    "humidity_pct": 45.0 + i / 10,
+                    "taken_at": round(now - 3 * 3600 + i * 2, 5),
+                }
+                for i in range(readings)
+            ],
+            "events": [],
+        },
+        separators=(",", ":"),
+    )
+
+
+def heartbeat_sizes(
+    url: str, state: Path, plugins: list[dict[str, object]], readings: int
+) -> dict[str, int]:
+    """Bytes of one heartbeat on the wire, headers included, as curl counts them."""
+    body = state / f"heartbeat-{readings}.json"
+    body.write_text(heartbeat_body(plugins, readings))
+    token = (state / "tokens.txt").read_text().split()[0]
+    done = subprocess.run(
+        [
+            "curl", "-s", "-o", "/dev/null", "-H", "Content-Type: application/json",
+            "-H", f"Authorization: Bearer {token}", "--data-binary", f"@{body}",
+            "-w", "%{http_code} %{size_request} %{size_upload} %{size_header} %{size_download}",
+            f"{url}/api/v1/heartbeat",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    status, request_headers, request_body, answer_headers, answer_body = map(
+        int, done.stdout.split()
+    )
+    if status != 200:
+        raise SystemExit(f"bench: a heartbeat got HTTP {status}")
+    return {
+        "request_headers": request_headers,
+        "request_body": request_body,
+        "answer_headers": answer_headers,
+        "answer_body": answer_body,
+    }
+
+
+def count_readings(env: dict[str, str], log: Path) -> int:
+    code = "from control_plane.devices.models import Reading; print(Reading.objects.count())"
+    return int(manage(env, log, "shell", "-c", code).strip().splitlines()[-1])
+
+
+def wrk(url: str, state: Path, readings: int, args: argparse.Namespace, seconds: int) -> dict:  # type: ignore[type-arg]
+    env = {
+        **os.environ,
+        "TOKENS": str(state / "tokens.txt"),
+        "PLUGINS": str(state / "plugins.json"),
+        "READINGS": str(readings),
+    }
+    command = [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "10s",
+        "-s", str(REPO / "bench" / "fleet" / "heartbeat.lua"), url,
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    with (state / "wrk.log").open("a") as out:
+        out.write(f"$ READINGS={readings} {' '.join(command)}\n{done.stdout}{done.stderr}\n")
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise SystemExit(f"bench: wrk printed no summary:\n{done.stdout}{done.stderr}")
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    ok = sum(n for status, n in raw["statuses"].items() if status.startswith("2"))
+    errors = raw["requests"] - ok + sum(
+        raw["errors"][k] for k in ("connect", "read", "write", "timeout")
+    )
+    return {
+        "requests": raw["requests"],
+        "ok": ok,
+        "errors": errors,
+        "statuses": raw["statuses"],
+        "socket_errors": {k: v for k, v in raw["errors"].items() if k != "status"},
+        "rate": round(ok / (raw["duration_us"] / 1e6), 1),
+        "latency_ms": {k: round(v / 1000, 1) for k, v in raw["latency_us"].items()},
+    }
+
+
+def summary_line(run: dict) -> str:  # type: ignore[type-arg]
+    latency = run["latency_ms"]
+    return (
+        f"  {run['readings']:>2} readings: {run['rate']:,.0f} heartbeats/s, "
+        f"p50 {latency['p50']} ms, p99 {latency['p99']} ms, {run['errors']} errors, "
+        f"{run['stored_readings']:,} readings stored of {run['ok'] * run['readings']:,}, "
+        f"cpu ours {run['cpu']['ours_pct']} % others {run['cpu']['others_pct']} %"
+    )
+
+
+def markdown(data: dict) -> str:  # type: ignore[type-arg]
+    rows = []
+    for run in data["runs"]:
+        latency, sizes = run["latency_ms"], run["sizes"]
+        rows.append(
+            [
+                str(run["readings"]),
+                f"{run['rate']:,.0f}",
+                f"{latency['p50']}",
+                f"{latency['p99']}",
+                f"{run['errors']}",
+                f"{run['stored_readings']:,}",
+                f"{sizes['request_headers'] + sizes['request_body']:,} / "
+                f"{sizes['answer_headers'] + sizes['answer_body']:,}",
+                f"{run['cpu']['ours_pct']:.0f} / {run['cpu']['others_pct']:.0f}",
+            ]
+        )
+    table = Table(
+        [
+            "readings",
+            "heartbeats/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "readings stored",
+            "bytes up / down",
+            "CPU % ours / others",
+        ],
+        rows,
+    )
+    return (
+        f"### Heartbeats per second, {data['database']}\n\n"
+        f"{machine_line(data['machine'])}. {data['devices']:,} enrolled devices, each with a "
+        f"signed desired state of 3 plugins; gunicorn `control_plane/gunicorn.conf.py` "
+        f"({data['gunicorn_workers']} sync workers); wrk -t{data['wrk']['threads']} "
+        f"-c{data['wrk']['connections']}, {data['duration_s']} s per row after a warm-up. "
+        f"Errors are non-2xx answers plus socket errors; readings stored counts the rows "
+        f"the measured run added (it should be heartbeats × readings). CPU in % of one core (200 = both).\n\n"
+        f"{table.markdown()}\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

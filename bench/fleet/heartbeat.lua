@@ -1,0 +1,68 @@
+-- wrk script: heartbeats from many enrolled devices, as a device host sends them.
+-- Each request carries a random device's token, the plugins every device runs (the JSON
+-- array in $PLUGINS, with their real versions and digests) and $READINGS fresh readings
+-- (5 is a 10 s heartbeat of a 2 s sampler). $TOKENS names the file of device tokens, one a
+-- line. Readings get distinct times, so the control plane really stores every one.
+-- At the end it prints one line "WRK_JSON {...}": counts by status, errors, latency (µs).
+
+local tokens = {}
+for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+local plugins = io.open(os.getenv("PLUGINS")):read("*a"):gsub("%s+$", "")
+local n_readings = tonumber(os.getenv("READINGS") or "5")
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  next_id = next_id + 1
+  thread:set("id", next_id)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  counter = 0
+  statuses = {}
+  base = os.time() - 3600 + id * 0.001
+  math.randomseed(os.time() + id)
+end
+
+function request()
+  counter = counter + 1
+  local t = base + counter * 0.01
+  local readings = {}
+  for i = 1, n_readings do
+    readings[i] = string.format(
+      '{"source":"dht22:4","temperature_c":21.%d,"humidity_pct":45.%d,"taken_at":%.5f}',
+      i % 10, (i * 7) % 10, t + i * 0.00001)
+  end
+  local body = '{"host_version":"0.1.0","plugins":' .. plugins
+    .. ',"readings":[' .. table.concat(readings, ",") .. '],"events":[]}'
+  return wrk.format("POST", "/api/v1/heartbeat",
+    {["Content-Type"] = "application/json",
+     ["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]}, body)
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local counts = {}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("statuses")) do
+      counts[status] = (counts[status] or 0) + n
+    end
+  end
+  local parts = {}
+  for status, n in pairs(counts) do
+    table.insert(parts, string.format('"%d":%d', status, n))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d,"status":%d},' ..
+    '"latency_us":{"mean":%.1f,"p50":%d,"p90":%d,"p99":%d,"max":%d},"statuses":{%s}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.timeout, e.status,
+    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, table.concat(parts, ",")))
+end
