@@ -33,7 +33,9 @@ contract: setup
 	$(PY) -m device_host.contract.generate
 
 bench: plugins
+	@scripts/setup.sh wrk hyperfine
 	bench/run.sh
+	bench/fleet/run.sh
 
 clean:
 	rm -rf var/demo var/test-compiled
