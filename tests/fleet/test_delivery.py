@@ -177,3 +177,40 @@ def test_9_a_device_killed_during_an_update_comes_back_on_a_good_version(fleet, 
 
     assert _hello(device)[1] in {"hello from version 6", "hello from version 7"}
     _wait_serving([device], "hello from version 7")
+
+
+def test_10_a_release_that_keeps_trapping_is_reverted_and_reported(fleet, build):
+    fleet.control_plane.manage("publish_plugin", str(build("ticker")), "--assign", "all")
+    for device in fleet.devices:
+        wait_until(lambda d=device: _plugin_state(d, "ticker") == ("1.0.0", "running"), 90)
+    broken = build(
+        "ticker", replace={"BROKEN = False": "BROKEN = True"}, version="2.0.0", label="ticker-v2"
+    )
+
+    fleet.control_plane.manage("publish_plugin", str(broken), "--assign", "all")
+
+    for device in fleet.devices:
+        wait_until(lambda d=device: _reverted(d, "ticker"), 90, "a revert")
+        wait_until(lambda d=device: _plugin_state(d, "ticker") == ("1.0.0", "running"), 30)
+
+    def reverts_reported() -> int:
+        output = fleet.control_plane.manage(
+            "shell",
+            "-c",
+            "from control_plane.devices.models import DeviceEvent;"
+            "print(DeviceEvent.objects.filter(plugin='ticker', kind='reverted').count())",
+        )
+        return int(output.strip().splitlines()[-1])
+
+    wait_until(lambda: reverts_reported() >= len(fleet.devices), 30, "reverts reported")
+
+
+def _plugin_state(device, name: str) -> tuple[str | None, str | None]:  # type: ignore[no-untyped-def]
+    for plugin in device.healthz()["plugins"]:
+        if plugin["name"] == name:
+            return plugin.get("version"), plugin.get("state")
+    return None, None
+
+
+def _reverted(device, name: str) -> bool:  # type: ignore[no-untyped-def]
+    return any(e["kind"] == "reverted" and e["plugin"] == name for e in device.healthz()["events"])
