@@ -43,12 +43,15 @@ from common import (
     Table,
     build_variant,
     component_of,
+    cpu_text,
+    exit_on_sigterm,
     log_time,
     machine,
     machine_line,
     wait_for_quiet,
     write_results,
 )
+
 from tests.support import ControlPlaneProcess, HostProcess, _die_with_parent, http_get, wait_until
 
 SEED_DIR = WORK / "device-compiled-seed"
@@ -161,9 +164,7 @@ class Watch:
             for device, seen in zip(self.devices, self.seen, strict=True):
                 artifacts = device.workdir / "state" / "agent" / "artifacts"
                 names = _names(artifacts)
-                if seen.download_started is None and any(
-                    n.startswith(".download-") for n in names
-                ):
+                if seen.download_started is None and any(n.startswith(".download-") for n in names):
                     seen.download_started = now
                 if seen.stored is None and f"{self.sha256}.wasm" in names:
                     seen.stored = now
@@ -198,6 +199,7 @@ def _names(directory: Path) -> list[str]:
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=900, help="seconds per rollout")
@@ -295,6 +297,9 @@ def compile_alone(wasm: Path, runs: int = 3) -> dict[str, object]:
     shutil.rmtree(scratch, ignore_errors=True)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
     inside = re.search(r"compiled in (\d+) ms", done.stdout)
+    cpu_s = sum(
+        float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", done.stderr)
+    )
     return {
         "runs": runs,
         "process_mean_s": round(timing["mean"], 2),
@@ -302,6 +307,7 @@ def compile_alone(wasm: Path, runs: int = 3) -> dict[str, object]:
         "process_max_s": round(timing["max"], 2),
         "compile_ms": int(inside.group(1)) if inside else None,
         "max_rss_mib": round(int(rss.group(1)) / 1024) if rss else None,
+        "cpu_s": round(cpu_s, 1),
     }
 
 
@@ -530,9 +536,9 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
         f"* one compile of hello 2.0.0 alone (hyperfine, {alone['runs']} runs, whole process): "
         f"{alone['process_mean_s']} s (min {alone['process_min_s']}, max "
         f"{alone['process_max_s']}); inside the process {alone['compile_ms']:,} ms; "
-        f"peak RSS {alone['max_rss_mib']} MiB (/usr/bin/time -v)\n"
-        f"* CPU meanwhile: ours {data['cpu']['ours_pct']:.0f} %, others "
-        f"{data['cpu']['others_pct']:.0f} % of one core\n\n"
+        f"CPU {alone['cpu_s']} s, peak RSS {alone['max_rss_mib']} MiB (/usr/bin/time -v)\n"
+        f"* CPU from approval to the last device serving, % of one core: "
+        f"{cpu_text(data['cpu'])}\n\n"
         f"Milliseconds per device. assign: command start (Django start-up included) → new "
         f"desired state signed; push: → 202 from the device; wait: 202 → download starts "
         f"(trigger says whether a heartbeat answer got there first); download: first to last "

@@ -31,18 +31,22 @@ from common import (
     CpuMeter,
     Table,
     build_variant,
+    cpu_text,
+    exit_on_sigterm,
     machine,
     machine_line,
     run_logged,
     wait_for_quiet,
     write_results,
 )
-from tests.support import free_port, wait_until
+
+from tests.support import _die_with_parent, free_port, wait_until
 
 PLUGINS = (("hello", "tests"), ("dashboard", "plugins"), ("thermostat", "plugins"))
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--devices", type=int, default=1000)
@@ -63,10 +67,11 @@ def main() -> None:
     started = time.monotonic()
     plugins = seed(env, state, log, args.devices)
     seeded_s = time.monotonic() - started
+    settings = postgres_settings(env, log) if args.database != "sqlite" else {}
 
     port = free_port()
-    server = start_gunicorn(env, port, state / "gunicorn.log")
     runs = []
+    server = start_gunicorn(env, port, state / "gunicorn.log")
     try:
         url = f"http://127.0.0.1:{port}"
         for readings in [int(n) for n in args.readings.split(",")]:
@@ -88,6 +93,7 @@ def main() -> None:
     data = {
         "machine": machine(),
         "database": args.database,
+        "database_settings": settings,
         "devices": args.devices,
         "gunicorn_workers": workers(),
         "wrk": {"threads": args.threads, "connections": args.connections},
@@ -108,6 +114,19 @@ def database_url(database: str, state: Path) -> str:
             "CONTROL_PLANE_TEST_DATABASE_URL"
         )
     return url
+
+
+def postgres_settings(env: dict[str, str], log: Path) -> dict[str, str]:
+    """What the server runs with (scripts/with-postgres.sh starts it with fsync=off)."""
+    names = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+    show = (
+        "from django.db import connection\n"
+        "with connection.cursor() as c:\n"
+        f"    for name in {names!r}:\n"
+        "        c.execute(f'SHOW {name}'); print(name, c.fetchone()[0])\n"
+    )
+    lines = manage(env, log, "shell", "-c", show).splitlines()
+    return dict(line.split(" ", 1) for line in lines if line.split(" ", 1)[0] in names)
 
 
 def control_plane_env(state: Path, url: str) -> dict[str, str]:
@@ -191,14 +210,24 @@ def start_gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Pope
         cwd=REPO,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
     )
 
     def answers() -> bool:
         if server.poll() is not None:
             raise SystemExit(f"bench: gunicorn exited:\n{log.read_text()[-3000:]}")
         probe = subprocess.run(
-            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
-             f"http://127.0.0.1:{port}/api/v1/heartbeat"],
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                f"http://127.0.0.1:{port}/api/v1/heartbeat",
+            ],
             capture_output=True,
             text=True,
         )
@@ -294,8 +323,10 @@ def wrk(url: str, state: Path, readings: int, args: argparse.Namespace, seconds:
         raise SystemExit(f"bench: wrk printed no summary:\n{done.stdout}{done.stderr}")
     raw = json.loads(line.removeprefix("WRK_JSON "))
     ok = sum(n for status, n in raw["statuses"].items() if status.startswith("2"))
-    errors = raw["requests"] - ok + sum(
-        raw["errors"][k] for k in ("connect", "read", "write", "timeout")
+    errors = (
+        raw["requests"]
+        - ok
+        + sum(raw["errors"][k] for k in ("connect", "read", "write", "timeout"))
     )
     return {
         "requests": raw["requests"],
@@ -314,7 +345,7 @@ def summary_line(run: dict) -> str:  # type: ignore[type-arg]
         f"  {run['readings']:>2} readings: {run['rate']:,.0f} heartbeats/s, "
         f"p50 {latency['p50']} ms, p99 {latency['p99']} ms, {run['errors']} errors, "
         f"{run['stored_readings']:,} readings stored of {run['ok'] * run['readings']:,}, "
-        f"cpu ours {run['cpu']['ours_pct']} % others {run['cpu']['others_pct']} %"
+        f"CPU % {cpu_text(run['cpu'])}"
     )
 
 
@@ -332,7 +363,7 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
                 f"{run['stored_readings']:,}",
                 f"{sizes['request_headers'] + sizes['request_body']:,} / "
                 f"{sizes['answer_headers'] + sizes['answer_body']:,}",
-                f"{run['cpu']['ours_pct']:.0f} / {run['cpu']['others_pct']:.0f}",
+                cpu_text(run["cpu"]),
             ]
         )
     table = Table(
@@ -344,18 +375,30 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
             "errors",
             "readings stored",
             "bytes up / down",
-            "CPU % ours / others",
+            "CPU % of a core",
         ],
         rows,
     )
+    settings = data.get("database_settings") or {}
+    database = data["database"]
+    if settings:
+        database += (
+            f" {settings['server_version'].split()[0]} (fsync={settings['fsync']}, "
+            f"synchronous_commit={settings['synchronous_commit']}, "
+            f"shared_buffers={settings['shared_buffers']})"
+        )
+    else:
+        database += " (WAL, synchronous=NORMAL)"
     return (
-        f"### Heartbeats per second, {data['database']}\n\n"
+        f"### Heartbeats per second, {database}\n\n"
         f"{machine_line(data['machine'])}. {data['devices']:,} enrolled devices, each with a "
         f"signed desired state of 3 plugins; gunicorn `control_plane/gunicorn.conf.py` "
         f"({data['gunicorn_workers']} sync workers); wrk -t{data['wrk']['threads']} "
         f"-c{data['wrk']['connections']}, {data['duration_s']} s per row after a warm-up. "
         f"Errors are non-2xx answers plus socket errors; readings stored counts the rows "
-        f"the measured run added (it should be heartbeats × readings). CPU in % of one core (200 = both).\n\n"
+        f"the measured run added (heartbeats times readings, plus the few still in flight "
+        f"when wrk stopped counting). CPU in % of one core (200 = both) by command; bench is "
+        f"wrk and this script.\n\n"
         f"{table.markdown()}\n"
     )
 

@@ -21,13 +21,23 @@ import time
 from pathlib import Path
 
 import zstandard
-
-from common import RESULTS, WORK, Table, build_variant, component_of, machine, machine_line, write_results
+from common import (
+    RESULTS,
+    WORK,
+    Table,
+    build_variant,
+    component_of,
+    exit_on_sigterm,
+    machine,
+    machine_line,
+    write_results,
+)
 
 HEARTBEAT_INTERVAL_S = 10
 
 
 def main() -> None:
+    exit_on_sigterm()
     level = int(os.environ.get("CONTROL_PLANE_ARTIFACT_ZSTD_LEVEL", "9"))
     print("building hello 1.0.0, hello 2.0.0 and dashboard")
     v1 = component_of(build_variant("hello", "hello-v1"))
@@ -77,19 +87,40 @@ def whole(wasm: Path, level: int, label: str) -> dict[str, object]:
     }
 
 
-def delta(reference: Path, target: Path, level: int, scratch: Path, label: str) -> dict[str, object]:
+def delta(
+    reference: Path, target: Path, level: int, scratch: Path, label: str
+) -> dict[str, object]:
     """``zstd --patch-from``: the device would need the reference and a window as large."""
     patch = scratch / f"{target.stem}-from-{reference.stem}-{level}.zst"
     started = time.monotonic()
     subprocess.run(
-        ["zstd", "-q", "-f", f"-{level}", f"--patch-from={reference}", str(target), "-o", str(patch)],
+        [
+            "zstd",
+            "-q",
+            "-f",
+            f"-{level}",
+            f"--patch-from={reference}",
+            str(target),
+            "-o",
+            str(patch),
+        ],
         check=True,
     )
     compress_s = time.monotonic() - started
     restored = scratch / "restored.wasm"
     started = time.monotonic()
     subprocess.run(
-        ["zstd", "-q", "-f", "-d", "--long=31", f"--patch-from={reference}", str(patch), "-o", str(restored)],
+        [
+            "zstd",
+            "-q",
+            "-f",
+            "-d",
+            "--long=31",
+            f"--patch-from={reference}",
+            str(patch),
+            "-o",
+            str(restored),
+        ],
         check=True,
     )
     decompress_s = time.monotonic() - started
@@ -161,7 +192,10 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
                 ["artifact download body (zstd as stored)", f"{delivery['artifact_body_bytes']:,}"],
                 ["artifact request + answer headers", f"{delivery['artifact_headers_bytes']:,}"],
                 ["push body (signed desired state, 1 release)", f"{delivery['push_body_bytes']:,}"],
-                ["one update in all (push + download)", f"{update:,} ({update / raw * 100:.1f} % of raw)"],
+                [
+                    "one update in all (push + download)",
+                    f"{update:,} ({update / raw * 100:.1f} % of raw)",
+                ],
                 [
                     "heartbeat body up / down (median of a device host's own, ~5 readings)",
                     f"{delivery['heartbeat_request_body_bytes']:,.0f} / "

@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,11 @@ WORK = RESULTS / "work"
 VENV_BIN = Path(sys.executable).parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def exit_on_sigterm() -> None:
+    """``timeout`` and Ctrl-C alike unwind through ``finally``, which stops what we started."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def machine() -> dict[str, object]:
@@ -54,7 +60,7 @@ def machine() -> dict[str, object]:
 
 def machine_line(info: dict[str, object]) -> str:
     return (
-        f"{info['date']}, {info['cores']} × {info['cpu']}, {info['memory_gib']} GiB, "
+        f"{info['date']}, {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB, "
         f"Linux {info['kernel']}, Python {info['python']}, commit {info['commit']}"
     )
 
@@ -99,7 +105,8 @@ class CpuMeter:
         self._start_busy, self._start_ours = _machine_busy(), self._ours()
         self._started = time.monotonic()
 
-    def _ours(self) -> int:
+    def _ours(self) -> dict[str, int]:
+        """Our CPU jiffies so far, by command name."""
         processes = _processes()
         mine = {os.getpid()}
         changed = True
@@ -109,16 +116,37 @@ class CpuMeter:
                 if pid not in mine and (parent in mine or name in self._names):
                     mine.add(pid)
                     changed = True
-        return sum(processes[pid][2] for pid in mine if pid in processes)
+        by_name: dict[str, int] = {}
+        for pid in mine & processes.keys():
+            name, _, ticks = processes[pid]
+            name = "bench" if pid == os.getpid() else name  # with the children it reaped (wrk)
+            by_name[name] = by_name.get(name, 0) + ticks
+        return by_name
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> dict[str, object]:
         busy = _machine_busy() - self._start_busy
-        ours = self._ours() - self._start_ours
+        now = self._ours()
         per_pct = (time.monotonic() - self._started) * CLOCK_TICKS / 100
+        spent = {name: now[name] - self._start_ours.get(name, 0) for name in now}
+        ours = sum(spent.values())
         return {
             "ours_pct": round(ours / per_pct, 1),
             "others_pct": round(max(0, busy - ours) / per_pct, 1),
+            "by_command_pct": {
+                name: round(ticks / per_pct, 1)
+                for name, ticks in sorted(spent.items(), key=lambda item: -item[1])
+                if ticks / per_pct >= 1
+            },
         }
+
+
+def cpu_text(cpu: dict[str, object]) -> str:
+    """``gunicorn 150, bench 20; others 1`` (percent of one core).
+
+    "bench" is the benchmark script with the children it has waited for (wrk, manage.py).
+    """
+    ours = ", ".join(f"{name} {pct:.0f}" for name, pct in cpu["by_command_pct"].items())  # type: ignore[attr-defined]
+    return f"{ours}; others {float(cpu['others_pct']):.0f}"  # type: ignore[arg-type]
 
 
 def wait_for_quiet(limit_s: float | None = None, threshold_pct: float = 25.0) -> float:
@@ -129,7 +157,7 @@ def wait_for_quiet(limit_s: float | None = None, threshold_pct: float = 25.0) ->
     while True:
         meter = CpuMeter()
         time.sleep(2)
-        others = meter.stop()["others_pct"]
+        others = float(meter.stop()["others_pct"])  # type: ignore[arg-type]
         if others < threshold_pct or time.monotonic() >= deadline:
             if others >= threshold_pct:
                 print(f"  (machine still busy: others use {others:.0f} % of a core)")

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs every fleet benchmark (12 to 15 minutes on 2 cores) and writes bench/results/fleet.md:
+#   1. heartbeats/s the control plane absorbs, SQLite and a throwaway PostgreSQL
+#   2. approval → every device of a 5-device local fleet serving the new version, split
+#   3. bytes on the wire per update, and what level 19 or a delta would send
+# Each also runs alone (see bench/fleet/README.md). Loopback only; every step is bounded by
+# `timeout` and stops what it started. Measurements only: nothing passes or fails on a timing.
+#   FLEET_DEVICES=1000 FLEET_DURATION=15 bench/fleet/run.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+results=bench/results/fleet
+
+missing=()
+for tool in wrk hyperfine zstd curl; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+[ -x /usr/bin/time ] || missing+=(time)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bench/fleet: missing ${missing[*]}; install with: apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+
+heartbeat_args=(--devices "${FLEET_DEVICES:-1000}" --duration "${FLEET_DURATION:-15}")
+failed=()
+started=$SECONDS
+step() {
+    local name=$1
+    shift
+    printf '\033[1m==> %s\033[0m\n' "$name"
+    "$@" || failed+=("$name")
+}
+step heartbeats-sqlite timeout 900 "$PY" bench/fleet/bench_heartbeats.py "${heartbeat_args[@]}"
+step heartbeats-postgresql scripts/with-postgres.sh \
+    timeout 900 "$PY" bench/fleet/bench_heartbeats.py --database postgresql "${heartbeat_args[@]}"
+step delivery timeout 1800 "$PY" bench/fleet/bench_delivery.py
+step wire timeout 600 "$PY" bench/fleet/bench_wire.py
+
+{
+    echo "# Fleet benchmarks"
+    echo
+    echo "Written by \`bench/fleet/run.sh\`; raw figures in \`$results/*.json\`."
+    for section in heartbeats-sqlite heartbeats-postgresql delivery wire; do
+        echo
+        if [[ " ${failed[*]} " == *" $section "* ]] || [ ! -f "$results/$section.md" ]; then
+            echo "### $section: did not finish in this run (see its output above)"
+        else
+            cat "$results/$section.md"
+        fi
+    done
+} > bench/results/fleet.md
+echo "Done in $((SECONDS - started)) s. Results: bench/results/fleet.md"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "bench/fleet: these did not finish: ${failed[*]}" >&2
+    exit 1
+fi
