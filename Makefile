@@ -33,7 +33,7 @@ contract: setup
 	$(PY) -m device_host.contract.generate
 
 bench: plugins
-	@scripts/setup.sh wrk hyperfine
+	@scripts/setup.sh wrk hyperfine zstd
 	bench/run.sh
 	bench/fleet/run.sh
 

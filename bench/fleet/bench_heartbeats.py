@@ -36,6 +36,7 @@ from common import (
     machine,
     machine_line,
     run_logged,
+    speed_probe,
     wait_for_quiet,
     write_results,
 )
@@ -79,9 +80,11 @@ def main() -> None:
             wait_for_quiet()
             wrk(url, state, readings, args, args.warmup)
             before = count_readings(env, log)
+            probe_ms = speed_probe()
             meter = CpuMeter(names=("postgres",))
             result = wrk(url, state, readings, args, args.duration)
             result["cpu"] = meter.stop()
+            result["speed_probe_ms"] = probe_ms
             stored = count_readings(env, log) - before
             result.update(readings=readings, sizes=sizes, stored_readings=stored)
             runs.append(result)
@@ -345,7 +348,7 @@ def summary_line(run: dict) -> str:  # type: ignore[type-arg]
         f"  {run['readings']:>2} readings: {run['rate']:,.0f} heartbeats/s, "
         f"p50 {latency['p50']} ms, p99 {latency['p99']} ms, {run['errors']} errors, "
         f"{run['stored_readings']:,} readings stored of {run['ok'] * run['readings']:,}, "
-        f"CPU % {cpu_text(run['cpu'])}"
+        f"CPU % {cpu_text(run['cpu'])}; speed probe {run['speed_probe_ms']} ms"
     )
 
 
@@ -364,6 +367,7 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
                 f"{sizes['request_headers'] + sizes['request_body']:,} / "
                 f"{sizes['answer_headers'] + sizes['answer_body']:,}",
                 cpu_text(run["cpu"]),
+                f"{run['speed_probe_ms']}",
             ]
         )
     table = Table(
@@ -376,6 +380,7 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
             "readings stored",
             "bytes up / down",
             "CPU % of a core",
+            "probe ms",
         ],
         rows,
     )
@@ -398,7 +403,8 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
         f"Errors are non-2xx answers plus socket errors; readings stored counts the rows "
         f"the measured run added (heartbeats times readings, plus the few still in flight "
         f"when wrk stopped counting). CPU in % of one core (200 = both) by command; bench is "
-        f"wrk and this script.\n\n"
+        f"wrk and this script. probe: a fixed Python loop timed just before the row (lower is a "
+        f"faster machine; the VM's host can slow it down unseen).\n\n"
         f"{table.markdown()}\n"
     )
 
