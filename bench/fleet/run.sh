@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every fleet benchmark (12 to 15 minutes on 2 cores) and writes bench/results/fleet.md:
+# Runs every fleet benchmark (about 5 minutes on 2 cores) and writes bench/results/fleet.md:
 #   1. heartbeats/s the control plane absorbs, SQLite and a throwaway PostgreSQL
 #   2. approval → every device of a 5-device local fleet serving the new version, split
 #   3. bytes on the wire per update, and what level 19 or a delta would send
