@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
 from harness._paths import COMPILED, EXAMPLE_PLUGINS, TEST_PLUGINS, WORK
+from tests.support import place_plugin  # noqa: F401 - re-exported for the benchmarks
 
 
 def built_plugin(
@@ -76,22 +76,6 @@ def precompile(*plugin_dirs: Path) -> None:
         if not cache.artifact_path(sha256_of(wasm)).exists():
             print(f"compiling {manifest.label} into the bench cache…", flush=True)
             cache.load(wasm, plugin=manifest.name, version=manifest.version)
-
-
-def place_plugin(built: Path, plugins_dir: Path, folder: str | None = None) -> Path:
-    """Puts a built plugin folder into a host's plugins directory (components hard-linked)."""
-    target = plugins_dir / (folder or built.name)
-    target.mkdir(parents=True, exist_ok=True)
-    for source in built.iterdir():
-        if not source.is_file():
-            continue
-        destination = target / source.name
-        destination.unlink(missing_ok=True)
-        if source.suffix == ".wasm":
-            os.link(source, destination)
-        else:
-            shutil.copy2(source, destination)
-    return target
 
 
 def prune_compiled() -> int:
