@@ -30,6 +30,19 @@ class Environment:
         value = self._environ.get(self._prefix + name)
         return default if value is None or value == "" else value
 
+    def secret(self, name: str) -> str | None:
+        """``<NAME>``, else the contents of the file ``<NAME>_FILE`` (keeps it out of env files)."""
+        value = self.text(name)
+        path = self.text(name + "_FILE")
+        if value is not None or path is None:
+            return value
+        try:
+            return Path(path).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"{self._prefix}{name}_FILE: cannot read {path}: {exc}"
+            ) from exc
+
     def flag(self, name: str, default: bool) -> bool:
         value = self._environ.get(self._prefix + name)
         if value is None:

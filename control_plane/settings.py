@@ -18,11 +18,11 @@ DEV_STATE_DIR = REPO_DIR / "var" / "control-plane"
 env = Environment()
 
 DEBUG = env.flag("DEBUG", False)
-SECRET_KEY = env.text("SECRET_KEY")
+SECRET_KEY = env.secret("SECRET_KEY")
 if SECRET_KEY is None:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "CONTROL_PLANE_SECRET_KEY is required unless CONTROL_PLANE_DEBUG=1 "
+            "CONTROL_PLANE_SECRET_KEY (or _FILE) is required unless CONTROL_PLANE_DEBUG=1 "
             '(generate one: python -c "import secrets; print(secrets.token_urlsafe(50))")'
         )
     SECRET_KEY = "insecure-development-key-never-use-in-production"

@@ -6,10 +6,14 @@ import argparse
 import contextlib
 import ctypes
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
 from device_host.errors import DeviceHostError
+
+SD_LISTEN_FDS_START = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,15 +47,30 @@ def _serve(config_path: Path | None) -> int:
     config = load_config(config_path)
     _return_large_buffers_to_the_os()
     host = DeviceHost(config)
+    inherited = _systemd_socket()
     web.run_app(
         create_app(host),
-        host=config.server.host,
-        port=config.server.port,
+        host=None if inherited else config.server.host,
+        port=None if inherited else config.server.port,
+        sock=inherited,
         print=None,
         access_log=None,
         handle_signals=True,
     )
     return 0
+
+
+def _systemd_socket() -> socket.socket | None:
+    """The listening socket systemd passed (``device-host.socket``), if any.
+
+    With socket activation the port stays open while the service restarts, so a dashboard
+    request during an upgrade waits in the kernel's queue instead of being refused.
+    """
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return socket.socket(fileno=SD_LISTEN_FDS_START)
 
 
 def _return_large_buffers_to_the_os() -> None:

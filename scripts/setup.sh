@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(python3 python3-venv python3-dev build-essential curl ca-certificates chromium postgresql)
+DEBIAN_PACKAGES=(python3 python3-venv python3-dev build-essential curl ca-certificates chromium postgresql
+    systemd-container mmdebstrap openssh-client)
 VENV=.venv
 STAMP=$VENV/.setup-stamp
 

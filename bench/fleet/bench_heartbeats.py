@@ -3,7 +3,7 @@
 A throwaway control plane with three published plugins assigned to all devices and
 ``--devices`` enrolled devices (through the services, so each has a real signed desired
 state that every heartbeat answer carries), served by gunicorn with
-``control_plane/gunicorn.conf.py``. wrk (``heartbeat.lua``) sends heartbeats with a random
+``control_plane/gunicorn_settings.py``. wrk (``heartbeat.lua``) sends heartbeats with a random
 device's token, the three plugins' status and 0, 5 and 20 readings, for ``--duration``
 seconds each after a short warm-up. Afterwards the stored readings are counted: every
 heartbeat's readings must be there.
@@ -202,7 +202,7 @@ def start_gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Pope
         [
             str(VENV_BIN / "gunicorn"),
             "-c",
-            "control_plane/gunicorn.conf.py",
+            "control_plane/gunicorn_settings.py",
             "-b",
             f"127.0.0.1:{port}",
             "--log-level",
@@ -397,7 +397,7 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
     return (
         f"### Heartbeats per second, {database}\n\n"
         f"{machine_line(data['machine'])}. {data['devices']:,} enrolled devices, each with a "
-        f"signed desired state of 3 plugins; gunicorn `control_plane/gunicorn.conf.py` "
+        f"signed desired state of 3 plugins; gunicorn `control_plane/gunicorn_settings.py` "
         f"({data['gunicorn_workers']} sync workers); wrk -t{data['wrk']['threads']} "
         f"-c{data['wrk']['connections']}, {data['duration_s']} s per row after a warm-up. "
         f"Errors are non-2xx answers plus socket errors; readings stored counts the rows "

@@ -12,6 +12,7 @@ class EventKind(models.TextChoices):
     QUARANTINED = "quarantined", "quarantined"
     REMOVED = "removed", "removed"
     REVERTED = "reverted", "reverted"
+    MAINTENANCE = "maintenance", "maintenance"
     OTHER = "other", "other"
 
 
@@ -20,3 +21,5 @@ class Connectivity(models.TextChoices):
 
     ONLINE = "online", "online"
     OFFLINE = "offline", "offline"
+    MAINTENANCE = "maintenance", "in maintenance"
+    """Not heartbeating, but an operator's tool said it is working on the device."""

@@ -90,6 +90,12 @@ class Device(models.Model):
     desired_envelope = models.TextField(
         blank=True, help_text="The signed desired-state envelope, as JSON text."
     )
+    maintenance = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Work under way on the device (a host upgrade): downtime is expected.",
+    )
+    maintenance_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -101,7 +107,7 @@ class Device(models.Model):
         now = now or timezone.now()
         if self.last_seen is not None and now - self.last_seen <= offline_after():
             return Connectivity.ONLINE
-        return Connectivity.OFFLINE
+        return Connectivity.MAINTENANCE if self.maintenance else Connectivity.OFFLINE
 
     @property
     def desired_statement(self) -> dict[str, Any] | None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -30,6 +32,22 @@ def fleet_devices(*, tag: str | None = None, state: str | None = None) -> QueryS
     return devices
 
 
+def find_device(name_or_id: str) -> Device:
+    """The device with this id, or the only one with this name; ValidationError otherwise."""
+    try:
+        by_id = Device.objects.filter(pk=uuid.UUID(name_or_id)).first()
+    except ValueError:
+        by_id = None
+    if by_id is not None:
+        return by_id
+    matches = list(Device.objects.filter(name=name_or_id)[:2])
+    if not matches:
+        raise ValidationError(f"no device named {name_or_id!r}")
+    if len(matches) > 1:
+        raise ValidationError(f"several devices are named {name_or_id!r}; use the device id")
+    return matches[0]
+
+
 def device_summary(device: Device, now: datetime) -> dict[str, Any]:
     """One device as the fleet page and its JSON show it."""
     return {
@@ -37,6 +55,7 @@ def device_summary(device: Device, now: datetime) -> dict[str, Any]:
         "name": device.name,
         "connectivity": device.connectivity(now).value,
         "host_version": device.host_version,
+        "maintenance": device.maintenance,
         "last_seen": device.last_seen.isoformat() if device.last_seen else None,
         "tags": [tag.name for tag in device.tags.all()],
         "plugins": [

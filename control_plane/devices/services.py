@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from control_plane.devices.choices import EventKind
 from control_plane.devices.exceptions import EnrollmentRefused, UnknownDeviceToken
 from control_plane.devices.heartbeat_store import find_device, store_heartbeat
 from control_plane.devices.heartbeats import Heartbeat
@@ -159,3 +160,29 @@ def prune_history(*, before: datetime, batch: int = 10_000) -> tuple[int, int]:
 def delete_device(*, device: Device) -> None:
     """Forgets a device, its readings, events and device-targeted assignments; its token dies."""
     device.delete()
+
+
+@transaction.atomic
+def set_maintenance(device: Device, note: str) -> Device:
+    """Marks ``device`` as being worked on (a host upgrade): offline then is expected."""
+    now = timezone.now()
+    Device.objects.filter(pk=device.pk).update(maintenance=note[:200], maintenance_since=now)
+    _maintenance_event(device, now, f"started: {note}")
+    device.refresh_from_db()
+    return device
+
+
+@transaction.atomic
+def clear_maintenance(device: Device, outcome: str) -> Device:
+    """Ends the device's maintenance, recording how it went."""
+    now = timezone.now()
+    Device.objects.filter(pk=device.pk).update(maintenance="", maintenance_since=None)
+    _maintenance_event(device, now, f"finished: {outcome}")
+    device.refresh_from_db()
+    return device
+
+
+def _maintenance_event(device: Device, at: datetime, detail: str) -> None:
+    DeviceEvent.objects.create(
+        device=device, at=at, plugin="device-host", kind=EventKind.MAINTENANCE, detail=detail
+    )

@@ -71,6 +71,32 @@ def upload_plugin_version(
             raise
 
 
+def published_before(
+    *, component: bytes | None = None, manifest_text: str | None = None, bundle: bytes | None = None
+) -> PluginVersion | None:
+    """The stored version with the same name, version and component bytes, if any.
+
+    Raises a ValidationError if that version was uploaded with different bytes: a
+    republished version must never silently mean two components.
+    """
+    upload = read_upload(component=component, manifest_text=manifest_text, bundle=bundle)
+    manifest = upload.manifest
+    existing = PluginVersion.objects.filter(
+        plugin__name=manifest.name, version=manifest.version
+    ).first()
+    if existing is None:
+        return None
+    sha256 = hashlib.sha256(upload.component).hexdigest()
+    if existing.sha256 != sha256:
+        raise ValidationError(
+            {
+                "version": f"{existing} was already uploaded with a different component "
+                f"(sha256 {existing.sha256[:12]}, this one {sha256[:12]}): raise the version"
+            }
+        )
+    return existing
+
+
 @transaction.atomic
 def _save_version(
     manifest: Manifest,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 
 from control_plane.devices.models import Device, Tag
+from control_plane.devices.selectors import find_device
 from control_plane.rollouts.choices import AssignmentTarget
 
 
@@ -29,20 +29,5 @@ def parse_target(text: str) -> Target:
             raise ValidationError(f"no tag {name!r}")
         return Target(AssignmentTarget.TAG, tag=tag)
     if kind == "device" and name:
-        return Target(AssignmentTarget.DEVICE, device=_device(name))
+        return Target(AssignmentTarget.DEVICE, device=find_device(name))
     raise ValidationError(f"{text!r}: name a target as all, tag:<tag> or device:<name or id>")
-
-
-def _device(name: str) -> Device:
-    try:
-        by_id = Device.objects.filter(pk=uuid.UUID(name)).first()
-    except ValueError:
-        by_id = None
-    if by_id is not None:
-        return by_id
-    matches = list(Device.objects.filter(name=name)[:2])
-    if not matches:
-        raise ValidationError(f"no device named {name!r}")
-    if len(matches) > 1:
-        raise ValidationError(f"several devices are named {name!r}; use the device id")
-    return matches[0]

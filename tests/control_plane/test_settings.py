@@ -79,7 +79,10 @@ def test_without_debug_a_missing_secret_key_stops_the_start(tmp_path):
     done = run_manage("check", env={"CONTROL_PLANE_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
 
     assert done.returncode != 0
-    assert "CONTROL_PLANE_SECRET_KEY is required unless CONTROL_PLANE_DEBUG=1" in done.stderr
+    assert (
+        "CONTROL_PLANE_SECRET_KEY (or _FILE) is required unless CONTROL_PLANE_DEBUG=1"
+        in done.stderr
+    )
 
 
 def test_manage_py_runs_from_the_repository_root(tmp_path):
@@ -107,3 +110,21 @@ def test_env_example_lists_exactly_the_variables_the_settings_read():
     listed = set(re.findall(r"^CONTROL_PLANE_([A-Z_]+)=", example, re.MULTILINE))
 
     assert read == listed
+
+
+def test_the_secret_key_can_come_from_a_file(tmp_path):
+    secret = tmp_path / "secret-key"
+    secret.write_text("s" * 60 + "\n")
+
+    assert Environment({"CONTROL_PLANE_SECRET_KEY_FILE": str(secret)}).secret("SECRET_KEY") == (
+        "s" * 60
+    )
+
+
+def test_an_unreadable_secret_key_file_is_named(tmp_path):
+    missing = tmp_path / "nope"
+
+    with pytest.raises(
+        ImproperlyConfigured, match=f"CONTROL_PLANE_SECRET_KEY_FILE: cannot read {missing}"
+    ):
+        Environment({"CONTROL_PLANE_SECRET_KEY_FILE": str(missing)}).secret("SECRET_KEY")

@@ -16,6 +16,7 @@ from control_plane.plugins.artifacts import artifact_path
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import Plugin, PluginVersion
 from control_plane.plugins.services import upload_plugin_version
+from device_host.manifest import load_manifest
 from tests.control_plane.conftest import manifest_text
 
 pytestmark = pytest.mark.django_db
@@ -238,3 +239,29 @@ def test_the_publish_command_reports_a_refusal(build):
 
     with pytest.raises(CommandError, match=r"hello 1\.0\.0 was already uploaded"):
         call_command("publish_plugin", str(build("hello")))
+
+
+def test_publishing_the_same_version_again_with_skip_existing_changes_nothing(build, capsys):
+    from django.core.management import call_command
+
+    call_command("publish_plugin", str(build("hello")), "--assign", "all")
+    capsys.readouterr()
+
+    call_command("publish_plugin", str(build("hello")), "--assign", "all", "--skip-existing")
+
+    assert "hello 1.0.0 was published before" in capsys.readouterr().out
+    assert PluginVersion.objects.filter(plugin__name="hello").count() == 1
+
+
+def test_skip_existing_refuses_a_version_republished_with_other_bytes(build, hello, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    call_command("publish_plugin", str(build("hello")))
+    other = tmp_path / "hello"
+    other.mkdir()
+    (other / "manifest.toml").write_text(hello.manifest)
+    component = load_manifest(build("hello") / "manifest.toml").component
+    (other / component).write_bytes(hello.component + b"\0")
+
+    with pytest.raises(CommandError, match="already uploaded with a different component"):
+        call_command("publish_plugin", str(other), "--skip-existing")

@@ -10,7 +10,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from control_plane.errors import error_messages
-from control_plane.plugins.services import approve_plugin_version, upload_plugin_version
+from control_plane.plugins.services import (
+    approve_plugin_version,
+    published_before,
+    upload_plugin_version,
+)
 from control_plane.plugins.signing import SigningKeyError
 from control_plane.plugins.uploads import MANIFEST_NAME
 from control_plane.rollouts.services import create_assignment
@@ -34,6 +38,11 @@ class Command(BaseCommand):
             help="then assign it to all, tag:<tag> or device:<name or id> (implies --approve)",
         )
         parser.add_argument("--user", help="record this user as uploader and approver")
+        parser.add_argument(
+            "--skip-existing",
+            action="store_true",
+            help="succeed without changes if this exact version was published before",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = None
@@ -43,7 +52,13 @@ class Command(BaseCommand):
                 raise CommandError(f"no user {options['user']!r}")
         try:
             target = parse_target(options["assign"]) if options["assign"] else None
-            version = upload_plugin_version(**self._read(options["source"]), uploaded_by=user)
+            upload = self._read(options["source"])
+            if options["skip_existing"] and (existing := published_before(**upload)):
+                self.stdout.write(
+                    f"{existing} was published before (sha256 {existing.sha256[:12]})"
+                )
+                return
+            version = upload_plugin_version(**upload, uploaded_by=user)
             self.stdout.write(f"uploaded {version} (sha256 {version.sha256[:12]})")
             if options["approve"] or target is not None:
                 version = approve_plugin_version(version=version, approved_by=user)

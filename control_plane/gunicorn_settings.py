@@ -1,4 +1,4 @@
-"""gunicorn settings: ``gunicorn -c control_plane/gunicorn.conf.py control_plane.wsgi``.
+"""gunicorn settings: ``gunicorn -c python:control_plane.gunicorn_settings control_plane.wsgi``.
 
 Command-line flags override these (``-w 8``, ``-b 0.0.0.0:8000``).
 """
