@@ -6,14 +6,10 @@ import argparse
 import contextlib
 import ctypes
 import logging
-import os
-import socket
 import sys
 from pathlib import Path
 
 from device_host.errors import DeviceHostError
-
-SD_LISTEN_FDS_START = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,39 +34,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(config_path: Path | None) -> int:
-    from aiohttp import web
-
     from device_host.config import load_config
     from device_host.host import DeviceHost
     from device_host.http.app import create_app
+    from device_host.http.server import serve
 
     config = load_config(config_path)
     _return_large_buffers_to_the_os()
-    host = DeviceHost(config)
-    inherited = _systemd_socket()
-    web.run_app(
-        create_app(host),
-        host=None if inherited else config.server.host,
-        port=None if inherited else config.server.port,
-        sock=inherited,
-        print=None,
-        access_log=None,
-        handle_signals=True,
-    )
+    serve(create_app(DeviceHost(config)), config.server.host, config.server.port)
     return 0
-
-
-def _systemd_socket() -> socket.socket | None:
-    """The listening socket systemd passed (``device-host.socket``), if any.
-
-    With socket activation the port stays open while the service restarts, so a dashboard
-    request during an upgrade waits in the kernel's queue instead of being refused.
-    """
-    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
-        return None
-    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(name, None)
-    return socket.socket(fileno=SD_LISTEN_FDS_START)
 
 
 def _return_large_buffers_to_the_os() -> None:

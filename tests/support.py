@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +68,8 @@ class HostProcess:
     settings: dict[str, dict[str, object]] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    listener: socket.socket | None = None
+    """A listening socket handed over as systemd does (socket activation), instead of a port."""
 
     @property
     def url(self) -> str:
@@ -93,12 +96,18 @@ class HostProcess:
         config_path = self.workdir / "host.toml"
         config_path.write_text(_toml(config))
         log = self.log_path.open("ab")
+        argv = [sys.executable, "-m", "device_host", "serve", "-c", str(config_path)]
+        prepare, passed = _die_with_parent, ()
+        if self.listener is not None:
+            argv = ["/bin/sh", "-c", 'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@"', "sh", *argv]
+            prepare, passed = partial(_hand_over, self.listener.fileno()), (3,)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "device_host", "serve", "-c", str(config_path)],
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
-            preexec_fn=_die_with_parent,
+            pass_fds=passed,
+            preexec_fn=prepare,
         )
         self.wait_for_status(wait_for, timeout)
 
@@ -142,6 +151,12 @@ class HostProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _hand_over(listening_fd: int) -> None:
+    """In the child: the listening socket becomes fd 3, where systemd puts the first one."""
+    os.dup2(listening_fd, 3)
+    _die_with_parent()
 
 
 def _die_with_parent() -> None:

@@ -56,6 +56,8 @@ class DeviceAgent:
         self._readings_since = 0.0
         self._interval_s = config.heartbeat_interval_s
         self.last_heartbeat_ok: float | None = None
+        self.last_sync: float | None = None
+        """When a heartbeat last succeeded and what it asked for was applied (or refused)."""
         events.subscribe(self._keep_event)
 
     def trusted_keys(self) -> dict[str, Any]:
@@ -101,6 +103,7 @@ class DeviceAgent:
             "desired_sequence": data.desired_sequence,
             "backlog": len(data.backlog),
             "last_heartbeat_ok": self.last_heartbeat_ok,
+            "last_sync": self.last_sync,
         }
 
     def _run(self) -> None:
@@ -167,6 +170,7 @@ class DeviceAgent:
         self.last_heartbeat_ok = now
         self._interval_s = float(answer.get("heartbeat_interval_s", self._interval_s))
         self._apply_desired(answer.get("desired"))
+        self.last_sync = time.time()
         return True
 
     def _apply_desired(self, envelope: object) -> None:

@@ -11,12 +11,15 @@ from aiohttp import web
 from device_host.errors import PluginTrap, PluginUnavailable
 from device_host.host import DeviceHost
 from device_host.http.pages import error_page
+from device_host.plugins.slot import PluginSlot
 from device_host.runtime import HttpRequest, HttpResponse, LoadedVersion
 from device_host.runtime.exports import demo_render, handle_http
 from device_host.runtime.instance import PluginInstance
 
 MOUNT_HEADER = "x-forwarded-prefix"
 """Tells a plugin where it is mounted ("" at the root), so it can build absolute links."""
+STARTUP_WAIT_S = 10.0
+"""How long a request that arrives while the host starts waits for its plugin to load."""
 DASHBOARD_WORLDS = frozenset({"dashboard", "demo:dashboard-plugin"})
 _DROPPED_HEADERS = frozenset(
     {"connection", "content-length", "keep-alive", "set-cookie", "transfer-encoding", "upgrade"}
@@ -47,10 +50,24 @@ class DashboardRoutes:
         tail = request.match_info.get("tail", "")
         return await self._serve(request, name, "/" + tail, mount=f"/plugins/{name}")
 
+    async def _loaded_slot(self, name: str) -> PluginSlot | None:
+        """The plugin's slot; while the host starts, waits (bounded) for its first version.
+
+        After a restart, requests queued on the socket meanwhile arrive first: they wait the
+        half second plugins take to load from the compiled cache instead of getting a 503.
+        """
+        deadline = time.monotonic() + STARTUP_WAIT_S
+        while True:
+            slot = self._host.plugins.slot(name)
+            loaded = slot is not None and slot.version is not None
+            if loaded or self._host.ready or time.monotonic() >= deadline:
+                return slot
+            await asyncio.sleep(0.02)
+
     async def _serve(
         self, request: web.Request, name: str, path: str, mount: str
     ) -> web.StreamResponse:
-        slot = self._host.plugins.slot(name)
+        slot = await self._loaded_slot(name)
         version = slot.version if slot else None
         if slot is None and not self._host.ready:
             return error_page(503, "Starting", f"The device host is still loading {name}.")

@@ -1,0 +1,78 @@
+"""Shared by the virtual fleet tests: the base image, work folders and the leftover check."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.virtual_fleet import VirtualFleet, build_base_image
+from tests.virtual_fleet.host import mounts
+
+REPO = Path(__file__).resolve().parents[2]
+FLEET_DIR = REPO / "var" / "virtual-fleet"
+ROLES = REPO / "playbooks" / "roles"
+
+
+def role_packages() -> list[str]:
+    """Debian packages the roles install: baked into the image, since nodes are offline."""
+    defaults = yaml.safe_load((ROLES / "base" / "defaults" / "main.yml").read_text())
+    return sorted(defaults["base_packages"])
+
+
+def _host_cannot_run_fleets() -> str | None:
+    if os.geteuid() != 0:
+        return "a virtual fleet needs root"
+    missing = [tool for tool in ("systemd-nspawn", "mmdebstrap") if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} missing: apt-get install systemd-container mmdebstrap"
+    return None
+
+
+@pytest.fixture(scope="session")
+def base_image() -> Path:
+    """The cached base image; skips where fleets cannot run, but fails in CI."""
+    reason = _host_cannot_run_fleets()
+    if reason and os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason, pytrace=False)
+    if reason:
+        pytest.skip(reason)
+    return build_base_image(role_packages(), FLEET_DIR / "images")
+
+
+@contextlib.contextmanager
+def fleet_workdir() -> Iterator[Path]:
+    """A fresh directory under var/, removed once nothing is mounted in it.
+
+    Killed runs leave theirs behind; each later run removes those as well.
+    """
+    FLEET_DIR.mkdir(parents=True, exist_ok=True)
+    yield Path(tempfile.mkdtemp(prefix="test-", dir=FLEET_DIR))
+    for path in FLEET_DIR.glob("test-*"):
+        if not any(path == m.target or path in m.target.parents for m in mounts()):
+            shutil.rmtree(path)
+
+
+def leftovers(fleet: VirtualFleet) -> list[str]:
+    """Whatever of ``fleet`` still exists on the host: namespaces, mounts, cgroups, processes."""
+    cgroups = Path("/sys/fs/cgroup")
+    found = [f"netns {name}" for name in fleet.lan.namespaces()]
+    found += [
+        f"mount {m.target} ({m.source})"
+        for m in mounts()
+        if m.source.startswith(fleet.prefix) or fleet.workdir in m.target.parents
+    ]
+    for pattern in (f"fleet/{fleet.prefix}*", f"*/fleet/{fleet.prefix}*"):
+        found += [f"cgroup {path}" for path in cgroups.glob(pattern)]
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            cmdline = proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if str(fleet.workdir) in cmdline or f"--machine={fleet.prefix}" in cmdline:
+                found.append(f"process {proc.name}: {cmdline}")
+    return found

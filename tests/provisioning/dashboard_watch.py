@@ -1,0 +1,56 @@
+"""Keeps loading dashboards during an upgrade; prints what each host answered as JSON.
+
+    python dashboard_watch.py URL...    # runs until stdin closes
+
+One thread per URL loads it back to back. Downtime per host is the longest gap between
+two successful loads, so a restart that makes requests wait counts as much as one that
+refuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import urllib.request
+
+
+def watch(url: str, stop: threading.Event, result: dict[str, object]) -> None:
+    loads, failures, last_ok, longest_gap = 0, [], None, 0.0
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                ok = answer.status == 200 and b"<h1>" in answer.read()
+            error = "" if ok else f"HTTP {answer.status} without a dashboard"
+        except OSError as exc:
+            ok, error = False, str(exc)
+        now = time.monotonic()
+        loads += 1
+        if ok:
+            if last_ok is not None:
+                longest_gap = max(longest_gap, now - last_ok)
+            last_ok = now
+        else:
+            failures.append({"after_s": round(now - started, 3), "error": error})
+            time.sleep(0.05)
+    result.update(loads=loads, failures=failures, longest_gap_s=round(longest_gap, 3))
+
+
+def main() -> None:
+    stop = threading.Event()
+    results: dict[str, dict[str, object]] = {url: {} for url in sys.argv[1:]}
+    threads = [threading.Thread(target=watch, args=(url, stop, results[url])) for url in results]
+    for thread in threads:
+        thread.start()
+    print("watching", flush=True)
+    sys.stdin.read()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
