@@ -24,6 +24,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/ansible-lint -q playbooks/
 
 test: lint
 	$(PY) -m pytest
@@ -36,6 +37,7 @@ bench: plugins
 	@scripts/setup.sh wrk hyperfine zstd
 	bench/run.sh
 	bench/fleet/run.sh
+	bench/provisioning/run.sh
 
 clean:
 	rm -rf var/demo var/test-compiled

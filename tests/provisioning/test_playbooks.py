@@ -109,8 +109,20 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def fleet(base_image: Path) -> Iterator[VirtualFleet]:
     with fleet_workdir() as workdir:
         with VirtualFleet(workdir, base_image, NODES) as fleet:
-            yield fleet
+            try:
+                yield fleet
+            finally:
+                keep_journals(fleet)
         assert leftovers(fleet) == []
+
+
+def keep_journals(fleet: VirtualFleet) -> None:
+    """Each host's service journal, into tests/artifacts/, for reading after a failure."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for node in NODES:
+        unit = "control-plane" if node == "cp" else "device-host"
+        journal = fleet.ssh(node, f"sudo journalctl -u {unit} --no-pager", check=False)
+        (ARTIFACTS / f"provisioning-{node}.log").write_text(journal.stdout + journal.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +176,12 @@ def playbook(
             str(REPO / "playbooks" / name),
             *extra,
         ],
-        env=fleet.ansible_env(),
+        env={
+            **fleet.ansible_env(),
+            "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.junit",
+            "JUNIT_OUTPUT_DIR": str(ARTIFACTS / "ansible"),
+            "JUNIT_TASK_CLASS": "yes",
+        },
         capture_output=True,
         text=True,
         timeout=800,
