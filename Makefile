@@ -24,7 +24,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy
-	$(VENV)/bin/ansible-lint -q playbooks/
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/ansible-lint -q playbooks/
 
 test: lint
 	$(PY) -m pytest
