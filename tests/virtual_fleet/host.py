@@ -167,11 +167,14 @@ def cgroup_hierarchies() -> list[Path]:
 
 
 def cgroup_pids(cgroups: Iterable[Path]) -> list[int]:
-    """Every process in the cgroup trees; a guest removes its own cgroups as it stops."""
+    """Every process in the cgroup trees; a guest removes its own cgroups as it stops.
+
+    A cgroup removed between listing and reading raises ENOENT, or ENODEV mid-removal.
+    """
     pids: set[int] = set()
     for cgroup in cgroups:
         for directory, _, _ in os.walk(cgroup):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 pids.update(int(pid) for pid in Path(directory, "cgroup.procs").read_text().split())
     return sorted(pids)
 
