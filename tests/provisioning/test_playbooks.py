@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.provisioning.conftest import FLEET_DIR, REPO, fleet_workdir, leftovers
+from tests.provisioning.conftest import FLEET_DIR, REPO, running_fleet
 from tests.support import ARTIFACTS, wait_until
 from tests.virtual_fleet import VirtualFleet
 
@@ -107,13 +107,11 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def fleet(base_image: Path) -> Iterator[VirtualFleet]:
-    with fleet_workdir() as workdir:
-        with VirtualFleet(workdir, base_image, NODES) as fleet:
-            try:
-                yield fleet
-            finally:
-                keep_journals(fleet)
-        assert leftovers(fleet) == []
+    with running_fleet(base_image, NODES) as fleet:
+        try:
+            yield fleet
+        finally:
+            keep_journals(fleet)
 
 
 def keep_journals(fleet: VirtualFleet) -> None:
@@ -270,6 +268,7 @@ def test_secrets_stay_where_they_belong(fleet):
     assert fleet.ssh("node1", "ls /etc/device-host/trusted-keys").stdout.strip().endswith(".pub")
     assert fleet.ssh("node1", "test -e /etc/device-host/enrollment.env", check=False).returncode
     assert "User=pi-fleet" in service and "NoNewPrivileges=yes" in service
+    assert "gpio" in fleet.ssh("node1", "id -Gn pi-fleet").stdout.split()
     assert "ProtectSystem=strict" in service
 
 

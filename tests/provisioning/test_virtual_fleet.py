@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.provisioning.conftest import REPO, fleet_workdir, leftovers
+from tests.provisioning.conftest import REPO, fleet_workdir, leftovers, running_fleet
 from tests.support import wait_until
 from tests.virtual_fleet import CONTROLLER_ADDRESS, VirtualFleet
 
@@ -22,10 +22,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def fleet(base_image: Path) -> Iterator[VirtualFleet]:
-    with fleet_workdir() as workdir:
-        with VirtualFleet(workdir, base_image, NODES) as fleet:
-            yield fleet
-        assert leftovers(fleet) == []
+    with running_fleet(base_image, NODES) as fleet:
+        yield fleet
 
 
 @pytest.fixture(scope="module")
