@@ -173,7 +173,7 @@ def _in_process_section(calls: dict[str, dict[str, float]]) -> str:
     header += ["native p99 µs", "p50 sandbox/native"]
     return f"""
 In-process, one call without HTTP (pytest-benchmark, {page["calls"]} calls each; sandbox =
-`LoadedVersion.run` + `handle_http` on a pooled instance, native = the same `app.py`):
+`LoadedVersion.respond` on a pooled instance, native = the same `app.py`):
 
 {harness.table(header, rows)}
 

@@ -1,6 +1,12 @@
 """Benchmark 2: failed requests and latency while the dashboard is hot-swapped 20 times.
 
     .venv/bin/python bench/bench_hot_swap.py [--swaps 20] [--pace 1.5] [--connections 8]
+    .venv/bin/python bench/bench_hot_swap.py --swaps 10 --pace 5.6 --connections 64  # 60 s
+
+A third window swaps in a *broken* release (it passes its self-check, then spins in every
+``handle()`` until its budget runs out) and keeps loading until the host has gone back to
+the previous version on its own: with probation, the previous version answers every GET
+the broken one cannot.
 
 wrk loads the dashboard (``/``) for a fixed window twice on one host: once undisturbed
 (the baseline), then while this script swaps the plugin's component file ``--swaps``
@@ -26,6 +32,7 @@ import harness
 
 LEAD_S = 2.0
 TAIL_S = 2.0
+BROKEN_WINDOW_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,39 @@ def run_swaps(
     return swaps
 
 
+def run_broken_release(
+    host: harness.Host, folder: Path, broken: Path, args: argparse.Namespace
+) -> tuple[harness.WrkRun, float]:
+    """Loads the page while a release that hangs in every request is swapped in.
+
+    Returns the wrk run and how long the host took to go back to the previous version.
+    """
+    outcome: dict[str, harness.WrkRun] = {}
+    duration = round(LEAD_S + BROKEN_WINDOW_S)
+
+    def load_it() -> None:
+        outcome["run"] = harness.wrk(
+            host.url + "/",
+            duration_s=duration,
+            threads=args.threads,
+            connections=args.connections,
+            raw_name="hot_swap_broken_release",
+            host_pid=host.pid,
+        )
+
+    before = host.plugin("dashboard").get("sha256")
+    loader = threading.Thread(target=load_it)
+    loader.start()
+    time.sleep(LEAD_S)
+    began = time.monotonic()
+    swap_in(broken, folder)
+    wait_for_sha(host, "dashboard", harness.sha256_of(harness.component_of(broken)))
+    wait_for_sha(host, "dashboard", str(before), timeout=BROKEN_WINDOW_S)
+    reverted_after = time.monotonic() - began
+    loader.join()
+    return outcome["run"], reverted_after
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--swaps", type=int, default=20)
@@ -90,6 +130,12 @@ def main() -> int:
             label="dashboard-b",
             replace={'TITLE = "': 'TITLE = "(B) '},
             version="1.0.1",
+        ),
+        harness.built_plugin(
+            "dashboard",
+            label="dashboard-broken",
+            replace={"        state = sensor_state()\n": "        while True:\n            pass\n"},
+            version="1.0.2",
         ),
     ]
     harness.precompile(*versions)
@@ -129,6 +175,7 @@ def main() -> int:
             loader.join()
         swapping = outcome["run"]
         final = host.plugin("dashboard")
+        broken_run, revert_s = run_broken_release(host, folder, versions[2], args)
     last_done_s = LEAD_S + swaps[-1].finished_at_s
     figures = {
         "duration_s": duration,
@@ -139,12 +186,13 @@ def main() -> int:
         "final_version": final.get("version"),
         "instances_at_end": final.get("instances"),
         "last_swap_done_at_s": round(last_done_s, 2),
+        "broken_release_reverted_after_s": round(revert_s, 2),
     }
-    section = _section(baseline, swapping, figures, args, last_done_s)
+    section = _section(baseline, swapping, broken_run, figures, args, last_done_s)
     harness.save(
         "hot_swap",
         {"load_before": load, "busy_before": quiet, **figures}
-        | {"baseline": baseline, "swapping": swapping},
+        | {"baseline": baseline, "swapping": swapping, "broken_release": broken_run},
         section,
     )
     return 0
@@ -153,6 +201,7 @@ def main() -> int:
 def _section(
     baseline: harness.WrkRun,
     swapping: harness.WrkRun,
+    broken: harness.WrkRun,
     figures: dict[str, object],
     args: argparse.Namespace,
     last_done_s: float,
@@ -179,7 +228,11 @@ def _section(
 
     header = ["Run", "requests", "non-2xx", "socket errors", "statuses"]
     header += ["p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "req/s", "CPU % ours / others"]
-    rows = [row("no swaps (baseline)", baseline), row(f"{swaps_done} swaps", swapping)]
+    rows = [
+        row("no swaps (baseline)", baseline),
+        row(f"{swaps_done} swaps", swapping),
+        row("a broken release swapped in", broken),
+    ]
     ratios = [
         "p99 swapping / baseline: " + harness.ratio(swapping.p99_ms, baseline.p99_ms),
         "req/s swapping / baseline: "
@@ -187,7 +240,7 @@ def _section(
     ]
     messages = [
         f"- {title}, HTTP {status}: {message}"
-        for title, run in (("baseline", baseline), ("swapping", swapping))
+        for title, run in (("baseline", baseline), ("swapping", swapping), ("broken", broken))
         for status, message in sorted(run.error_samples.items())
     ]
     what_failed = "What the failed replies said:\n\n" + "\n".join(messages) if messages else ""
@@ -202,7 +255,11 @@ compiled cache warm; watcher poll 0.2 s); {fits}.
 
 {harness.table(header, rows)}
 
-{"; ".join(ratios)}. Rename → new version serving (as seen on /healthz): median
+{"; ".join(ratios)}. The broken release (it spins in `handle()` until its budget runs
+out; its self-check passes) was replaced by the previous version
+{figures["broken_release_reverted_after_s"]} s after it was renamed into place; meanwhile
+the previous version, kept warm for probation, answered every GET it could not.
+Rename → new version serving (as seen on /healthz): median
 {figures["swap_median_s"]} s, max {figures["swap_max_s"]} s. wrk counts a request as a
 timeout after 5 s and does not include it in the latency figures.
 

@@ -12,9 +12,7 @@ import harness
 LAYERS = {
     "test_sampler_lookup": "`sampler.lookup()` (the host function's cache read)",
     "test_dht22_host_function": "`dht22.read` host function as linked (lookup + WIT record)",
-    "test_plugin_sensor_call": (
-        "lab plugin `/sensor/4` in-process (`LoadedVersion.run` + `handle_http`)"
-    ),
+    "test_plugin_sensor_call": ("lab plugin `/sensor/4` in-process (`LoadedVersion.respond`)"),
 }
 
 

@@ -5,7 +5,7 @@ are the Python bindings componentize-py generates (``componentize-py bindings``)
 same WIT world its component is built from, so types, enums and errors are the real ones.
 Each import function, which in those bindings is only a stub, is replaced by a call to the
 very host function the device host registers on the plugin's Linker
-(``device_host.runtime.host_functions``), closed over the same grants and services. So
+(``device_host.runtime._host_functions``), closed over the same grants and services. So
 the native path does the same host-side work and only the sandbox is missing.
 
 One plugin per process: the bindings are ordinary modules.
@@ -13,6 +13,7 @@ One plugin per process: the bindings are ordinary modules.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import hashlib
@@ -29,8 +30,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from device_host.contract import granted_imports, plugin_world, stage_wit, wit_dir
 from device_host.contract import interfaces as iface
+from device_host.contract.wit import plugin_world, stage_wit, wit_dir
+from device_host.contract.worlds import granted_imports
 from device_host.manifest import Manifest, load_manifest
 from device_host.runtime import GuestLog, HostServices, HttpRequest, HttpResponse
 from device_host.runtime import host_functions as host
@@ -168,13 +170,16 @@ class NativePlugin:
         self._handler = importlib.import_module("app").HttpHandler()
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        try:
+            body = self._types.Body_Text(request.body.decode())
+        except UnicodeDecodeError:
+            body = self._types.Body_Base64(base64.b64encode(request.body).decode())
         reply = self._handler.handle(
             self._types.Request(
-                request.method, request.path, request.query, list(request.headers), request.body
+                request.method, request.path, request.query, list(request.headers), body
             )
         )
-        body = reply.body
-        if dataclasses.is_dataclass(body):  # a variant case, e.g. Body_Text(value=...)
-            body = body.value
-        body = body.encode() if isinstance(body, str) else bytes(body)
-        return HttpResponse(reply.status, list(reply.headers), body)
+        payload = reply.body.value
+        if isinstance(reply.body, self._types.Body_Base64):
+            return HttpResponse(reply.status, list(reply.headers), base64.b64decode(payload))
+        return HttpResponse(reply.status, list(reply.headers), payload.encode())

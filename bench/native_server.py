@@ -34,7 +34,7 @@ from device_host.http.app import create_app
 from device_host.http.pages import error_page
 from device_host.manifest import load_manifest
 from device_host.runtime import GuestLog, HostServices, HttpRequest, HttpResponse
-from device_host.runtime.exports import handle_http
+from device_host.runtime._exports import handle_http
 from device_host.storage.kv import KvStores
 
 DROPPED_HEADERS = frozenset(

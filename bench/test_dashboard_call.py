@@ -2,7 +2,7 @@
 
 Explains the wrk figures of bench_dashboard.py: the same plugin answers ``/`` (the page,
 about 4 KB) and ``/reading.json`` (about 100 bytes, same sensor read) through the runtime
-(``LoadedVersion.run`` + ``handle_http``, pooled instance) and natively (native_plugin.py).
+(``LoadedVersion.respond``, pooled instance) and natively (native_plugin.py).
 The difference between the two sandboxed paths is the bigger page: rendering it in the
 guest and its body crossing the component boundary.
 
@@ -34,7 +34,6 @@ from device_host.runtime import (
     create_engine,
     load_version,
 )
-from device_host.runtime.exports import handle_http
 from device_host.storage.kv import KvStores
 
 ROUNDS = 1000
@@ -95,9 +94,7 @@ def test_sandboxed(benchmark, sandboxed, path):
     request = HttpRequest(method="GET", path=path)
 
     def call():
-        return sandboxed.run(
-            lambda instance: handle_http(instance, sandboxed.entry_interface, request)
-        )
+        return sandboxed.respond(request, lambda: None)
 
     reply = benchmark.pedantic(call, rounds=ROUNDS, iterations=1, warmup_rounds=50)
 

@@ -42,7 +42,6 @@ from device_host.runtime import (
     create_engine,
     load_version,
 )
-from device_host.runtime.exports import handle_http
 from device_host.storage.kv import KvStores
 
 PLUGIN_ROUNDS = 2000
@@ -129,9 +128,7 @@ def test_plugin_sensor_call(benchmark, sampler, lab_version):
     healthy = sampler.lookup().error is None
 
     def call() -> object:
-        return lab_version.run(
-            lambda instance: handle_http(instance, lab_version.entry_interface, SENSOR_REQUEST)
-        )
+        return lab_version.respond(SENSOR_REQUEST, lambda: None)
 
     reply = benchmark.pedantic(call, rounds=PLUGIN_ROUNDS, iterations=1, warmup_rounds=100)
 

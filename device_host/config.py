@@ -24,6 +24,18 @@ ENV_PREFIX = "DEVICE_HOST_"
 class ServerConfig:
     host: str = "0.0.0.0"
     port: int = 3000
+    max_connections: int = 256
+    """Open connections at once; at the cap the oldest idle one is closed for a new one, and a
+    few more are kept for ``/healthz`` when every connection is busy."""
+    header_timeout_s: float = 10.0
+    """From connect to a complete request line and headers."""
+    body_timeout_s: float = 30.0
+    """From complete headers to a complete request body."""
+    keepalive_s: float = 15.0
+    """How long an idle keep-alive connection stays open for its next request."""
+    access_token_file: Path | None = None
+    """The device credential for ``/healthz`` detail and ``/metrics`` from off the device;
+    default ``<state.dir>/access-token``, created (0600) on first start."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,8 @@ class PluginsConfig:
     """Traps within ``quarantine_window_s`` that quarantine a plugin."""
     quarantine_window_s: float = 60.0
     quarantine_backoff_s: float = 10.0
+    probation_s: float = 60.0
+    """How long a replaced version stays loaded to answer for a new one that traps."""
     """First quarantine; each relapse doubles it, up to five minutes."""
 
 
@@ -61,7 +75,8 @@ class AgentConfig:
 class StateConfig:
     dir: Path = Path("var/device-host")
     compiled_dir: Path | None = None
-    """Compiled components; defaults to ``<dir>/compiled``. Shareable: entries are content-keyed."""
+    """Compiled components; defaults to ``<dir>/compiled``. Shareable: entries are content-keyed,
+    and a directory set here is never pruned (other hosts may be using its entries)."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +207,12 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 def _validate(config: HostConfig) -> None:
     if not 0 < config.server.port < 65536:
         raise ConfigError(f"[server] port {config.server.port} is not a TCP port")
+    if not 8 <= config.server.max_connections <= 65536:
+        raise ConfigError("[server] max_connections must be 8..65536")
+    for key in ("header_timeout_s", "body_timeout_s", "keepalive_s"):
+        seconds = getattr(config.server, key)
+        if not 0.1 <= seconds <= 3600:
+            raise ConfigError(f"[server] {key} must be 0.1..3600 seconds, got {seconds}")
     if config.sensor.driver not in {"simulated", "adafruit", "none"}:
         raise ConfigError(
             f"[sensor] driver {config.sensor.driver!r}: use simulated, adafruit or none"
@@ -209,5 +230,7 @@ def _validate(config: HostConfig) -> None:
         )
     if not 1 <= config.plugins.pool_size <= 16:
         raise ConfigError("[plugins] pool_size must be 1..16")
+    if not 0 <= config.plugins.probation_s <= 3600:
+        raise ConfigError("[plugins] probation_s must be 0..3600 (0 turns probation off)")
     if not 0.0 <= config.sensor.failure_rate <= 1.0:
         raise ConfigError("[sensor] failure_rate must be 0..1")

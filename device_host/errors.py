@@ -43,7 +43,14 @@ class TrapKind(StrEnum):
     EXIT = "exit"
     CRASH = "crash"
     OUT_OF_MEMORY = "out-of-memory"
+    BAD_OUTPUT = "bad-output"
+    """The plugin returned something the host refuses: too large, or malformed."""
     HOST_ERROR = "host-error"
+    """The host failed, not the plugin: never counted towards its quarantine."""
+
+    @property
+    def plugins_fault(self) -> bool:
+        return self is not TrapKind.HOST_ERROR
 
 
 class PluginTrap(DeviceHostError):
@@ -58,6 +65,14 @@ class PluginTrap(DeviceHostError):
 
 class PluginUnavailable(DeviceHostError):
     """No version of the plugin can take calls: none loaded, or quarantined after crashes."""
+
+
+class PluginBusy(PluginUnavailable):
+    """Every instance of the plugin is busy and its queue is full: answer 503 at once."""
+
+
+class NoSensorReading(DeviceHostError):
+    """A page of the original demo renders the current reading, and there is none."""
 
 
 class VersionRetired(PluginUnavailable):

@@ -13,12 +13,12 @@ from device_host.agent import DeviceAgent
 from device_host.config import HostConfig
 from device_host.hardware import Dht22Sampler, GpioOutputs, Reading, open_dht22, open_gpio
 from device_host.metrics import Metrics
-from device_host.plugins.events import EventLog
+from device_host.plugins.events import EventKind, EventLog, PluginEvent
 from device_host.plugins.manager import PluginManager
 from device_host.plugins.quarantine import QuarantinePolicy
 from device_host.plugins.scheduler import TickScheduler
 from device_host.plugins.watcher import PluginDirectoryWatcher
-from device_host.readings import SENSOR_SOURCE_PREFIX, ReadingHistory, RecordedReading
+from device_host.readings import ReadingHistory
 from device_host.runtime import (
     ArtifactCache,
     EngineSettings,
@@ -47,24 +47,33 @@ class DeviceHost:
         settings = EngineSettings()
         self.engine = create_engine(settings)
         self._ticker = EpochTicker(self.engine)
+        self.kv_stores = KvStores(config.kv_dir)
         context = LoadContext(
             engine=self.engine,
             artifacts=ArtifactCache(config.artifact_dir, self.engine, settings),
             services=HostServices(sensors=self.samplers, gpio=self.gpio),
-            kv_stores=KvStores(config.kv_dir),
+            kv_stores=self.kv_stores,
             pool_size=config.plugins.pool_size,
         )
         policy = QuarantinePolicy(
             max_traps=config.plugins.quarantine_traps,
             window_s=config.plugins.quarantine_window_s,
             base_backoff_s=config.plugins.quarantine_backoff_s,
+            probation_s=config.plugins.probation_s,
         )
-        self.plugins = PluginManager(context, policy, self.events, self.metrics)
+        self.plugins = PluginManager(
+            context,
+            policy,
+            self.events,
+            self.metrics,
+            prune_compiled=config.state.compiled_dir is None,
+        )
         self.agent: DeviceAgent | None = None
+        self.watcher: PluginDirectoryWatcher | None = None
         self.source: PluginDirectoryWatcher | DeviceAgent
         """Where plugins come from: the local directory, or the agent's signed releases."""
         if config.plugins.source == "local":
-            self.source = PluginDirectoryWatcher(
+            self.watcher = self.source = PluginDirectoryWatcher(
                 config.plugins.dir, self.plugins, config.plugins.poll_interval_s
             )
         else:
@@ -80,7 +89,8 @@ class DeviceHost:
                 self.readings,
                 self.events,
             )
-        self.scheduler = TickScheduler(self.plugins, self.readings)
+        self.scheduler = TickScheduler(self.plugins, self.readings, self.metrics)
+        self.events.subscribe(self._forget_removed_plugins)
 
     def start(self) -> None:
         """Starts sampling, the plugin watcher and the scheduler; plugins load in the background."""
@@ -105,11 +115,17 @@ class DeviceHost:
         self.source.stop()
         self.scheduler.stop()
         self.plugins.close()
+        self.kv_stores.close()
         for sampler in self.samplers.values():
             sampler.stop()
         self.gpio.close()
         self._ticker.stop()
         gc.collect()
+
+    def _forget_removed_plugins(self, event: PluginEvent) -> None:
+        if event.kind is EventKind.REMOVED:
+            self.readings.drop_plugin(event.plugin)
+            self.metrics.forget_plugin(event.plugin)
 
     def _sensor_pins(self) -> tuple[int, ...]:
         return () if self.config.sensor.driver == "none" else self.config.sensor.pins
@@ -127,14 +143,7 @@ class DeviceHost:
         driver = open_dht22(sensor.driver, pin, **options)
 
         def record(reading: Reading) -> None:
-            self.readings.add(
-                RecordedReading(
-                    source=f"{SENSOR_SOURCE_PREFIX}{pin}",
-                    temperature_c=reading.temperature_c,
-                    humidity_pct=reading.humidity_pct,
-                    taken_at=reading.taken_at,
-                )
-            )
+            self.readings.record_sensor(pin, reading)
 
         return Dht22Sampler(
             driver,

@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device_host.contract.worlds import WORLDS
 from device_host.errors import ManifestError
-
-WORLDS = ("dashboard", "automation", "demo:sensor-plugin", "demo:dashboard-plugin")
-"""The worlds a plugin may target: this product's two and the original demo's two."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")
@@ -25,6 +23,9 @@ MAX_KV_QUOTA_BYTES = 1 << 20
 MEMORY_MIB_RANGE = range(16, 513)
 CALL_TIMEOUT_MS_RANGE = range(10, 10_001)
 TICK_INTERVAL_S_RANGE = range(1, 3601)
+DEFAULT_KV_WRITE_BYTES_PER_MIN = 64 << 10
+KV_WRITE_BYTES_PER_MIN_RANGE = range(1 << 10, (1 << 20) + 1)
+"""A plugin may rewrite at most 1 MiB of its store per minute: an SD card's lifetime is finite."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class Limits:
     memory_mib: int = 64
     call_timeout_ms: int = 250
     tick_interval_s: int = 5
+    kv_write_bytes_per_min: int = DEFAULT_KV_WRITE_BYTES_PER_MIN
+    """Bytes of keys and values the plugin may write to its store per minute, sustained."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class Manifest:
                 "memory-mib": self.limits.memory_mib,
                 "call-timeout-ms": self.limits.call_timeout_ms,
                 "tick-interval-s": self.limits.tick_interval_s,
+                "kv-write-bytes-per-min": self.limits.kv_write_bytes_per_min,
             },
         }
 
@@ -168,7 +172,12 @@ def _parse_pins(raw: object, key: str, source: str) -> frozenset[int]:
 def _parse_limits(raw: object, source: str) -> Limits:
     if not isinstance(raw, dict):
         raise ManifestError(f"{source}: [limits] must be a table")
-    unknown = set(raw) - {"memory-mib", "call-timeout-ms", "tick-interval-s"}
+    unknown = set(raw) - {
+        "memory-mib",
+        "call-timeout-ms",
+        "tick-interval-s",
+        "kv-write-bytes-per-min",
+    }
     if unknown:
         raise ManifestError(f"{source}: unknown limits {sorted(unknown)}")
     defaults = Limits()
@@ -182,6 +191,10 @@ def _parse_limits(raw: object, source: str) -> Limits:
             raw.get("tick-interval-s", defaults.tick_interval_s),
             TICK_INTERVAL_S_RANGE,
         ),
+        "kv-write-bytes-per-min": (
+            raw.get("kv-write-bytes-per-min", defaults.kv_write_bytes_per_min),
+            KV_WRITE_BYTES_PER_MIN_RANGE,
+        ),
     }
     for key, (value, allowed) in values.items():
         if not isinstance(value, int) or value not in allowed:
@@ -190,4 +203,5 @@ def _parse_limits(raw: object, source: str) -> Limits:
         memory_mib=values["memory-mib"][0],
         call_timeout_ms=values["call-timeout-ms"][0],
         tick_interval_s=values["tick-interval-s"][0],
+        kv_write_bytes_per_min=values["kv-write-bytes-per-min"][0],
     )

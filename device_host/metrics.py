@@ -1,97 +1,131 @@
-"""Counters and latency histograms, rendered in the Prometheus text format."""
+"""The host's Prometheus metrics, on prometheus-client, every family declared here once.
+
+Counters and histograms live in a private registry per host (tests run several hosts in one
+process). Point-in-time gauges (plugin state, memory, sensor age) are computed when
+``/metrics`` is scraped, by a collector the handler passes to ``exposition``; their names,
+help and labels are declared here too, so one table documents everything ``/metrics`` says.
+
+``_created`` series are switched off (process-wide): they would double every counter and
+histogram in each scrape a Pi sends, and the text format's consumers ignore them.
+"""
 
 from __future__ import annotations
 
-import bisect
-import threading
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-Labels = tuple[tuple[str, str], ...]
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-class Histogram:
-    """Cumulative-bucket latency histogram for one label set."""
+@dataclass(frozen=True)
+class Family:
+    help: str
+    labels: tuple[str, ...] = ()
 
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS_S) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.total = 0.0
-        self.count = 0
 
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
-        self.total += seconds
-        self.count += 1
+COUNTERS = {
+    "http_requests_total": Family(
+        "HTTP requests answered, by route and status", ("route", "status")
+    ),
+    "plugin_traps_total": Family(
+        "Calls into a plugin that were stopped, by kind", ("kind", "plugin")
+    ),
+    "plugin_fallbacks_total": Family(
+        "Requests a version in probation trapped on, answered by the version it replaced",
+        ("plugin",),
+    ),
+    "plugin_errors_total": Family(
+        "Plugin faults the host caught outside a call (e.g. a status outside 200-599), by kind",
+        ("kind", "plugin"),
+    ),
+    "plugin_headers_dropped_total": Family(
+        "Response headers a plugin set that the host did not send (not allowed or invalid)",
+        ("plugin",),
+    ),
+    "http_connections_closed_total": Family(
+        "Connections the host closed or refused to protect :3000, by reason "
+        "(header-timeout, body-timeout, evicted, refused)",
+        ("reason",),
+    ),
+    "plugin_readings_refused_total": Family(
+        "Readings a sensor plugin reported that the host refused, by reason", ("plugin", "reason")
+    ),
+}
+HISTOGRAMS = {
+    "http_request_seconds": Family("Time to answer an HTTP request, by route", ("route",)),
+    "plugin_call_seconds": Family("Time of one call into a plugin", ("plugin",)),
+}
+GAUGES = {
+    "plugin_up": Family("1 while the plugin is running, 0 otherwise", ("plugin",)),
+    "plugin_instances": Family("Live instances of the plugin's current version", ("plugin",)),
+    "plugin_memory_limit_bytes": Family("The plugin's memory cap (memory-mib)", ("plugin",)),
+    "plugin_memory_bytes": Family("Resident memory of the plugin's instances", ("plugin",)),
+    "sensor_reading_age_seconds": Family("Age of the sensor's last good reading", ("pin",)),
+    "process_rss_bytes": Family("Resident set size of the host process"),
+    "process_pss_bytes": Family("Proportional set size of the host process (shared pages split)"),
+}
+"""Label names are in alphabetical order, the order they appear in on each line."""
 
 
 class Metrics:
-    """A thread-safe registry of labelled counters, gauges and histograms."""
+    """One host's counters and latency histograms; thread-safe, as prometheus-client is."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counters: dict[str, dict[Labels, float]] = defaultdict(dict)
-        self._histograms: dict[str, dict[Labels, Histogram]] = defaultdict(dict)
-        self._help: dict[str, tuple[str, str]] = {}
-
-    def describe(self, name: str, kind: str, text: str) -> None:
-        self._help[name] = (kind, text)
+        self._registry = CollectorRegistry()
+        self._counters = {
+            name: Counter(name, f.help, f.labels, registry=self._registry)
+            for name, f in COUNTERS.items()
+        }
+        self._histograms = {
+            name: Histogram(
+                name, f.help, f.labels, registry=self._registry, buckets=LATENCY_BUCKETS_S
+            )
+            for name, f in HISTOGRAMS.items()
+        }
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            series = self._counters[name]
-            series[key] = series.get(key, 0.0) + amount
+        """Adds to a counter declared in COUNTERS; a name or label it lacks is a KeyError or
+        ValueError (a bug in the caller, never plugin input)."""
+        self._counters[name].labels(**labels).inc(amount)
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            histogram = self._histograms[name].setdefault(key, Histogram())
-            histogram.observe(seconds)
+        """Records a duration in a histogram declared in HISTOGRAMS."""
+        self._histograms[name].labels(**labels).observe(seconds)
 
-    def render(self, gauges: Iterable[tuple[str, Labels, float]] = ()) -> str:
-        """The Prometheus exposition text, with point-in-time ``gauges`` appended."""
-        lines: list[str] = []
-        with self._lock:
-            for name, series in sorted(self._counters.items()):
-                self._header(lines, name, "counter")
-                lines += [
-                    f"{name}{_labels(key)} {value:g}" for key, value in sorted(series.items())
-                ]
-            for name, histograms in sorted(self._histograms.items()):
-                self._header(lines, name, "histogram")
-                for key, histogram in sorted(histograms.items()):
-                    running = 0
-                    for bound, count in zip(histogram.buckets, histogram.counts, strict=False):
-                        running += count
-                        lines.append(
-                            f"{name}_bucket{_labels((*key, ('le', f'{bound:g}')))} {running}"
-                        )
-                    lines.append(
-                        f"{name}_bucket{_labels((*key, ('le', '+Inf')))} {histogram.count}"
-                    )
-                    lines.append(f"{name}_sum{_labels(key)} {histogram.total:.6f}")
-                    lines.append(f"{name}_count{_labels(key)} {histogram.count}")
-        seen: set[str] = set()
-        for name, key, value in gauges:
-            if name not in seen:
-                self._header(lines, name, "gauge")
-                seen.add(name)
-            lines.append(f"{name}{_labels(key)} {value:g}")
-        return "\n".join(lines) + "\n"
+    def forget_plugin(self, plugin: str) -> None:
+        """Drops every series labelled with a removed plugin, so a device that has seen many
+        plugins come and go does not report them for ever."""
+        for family, metric in (*COUNTERS.items(), *HISTOGRAMS.items()):
+            if "plugin" in metric.labels:
+                self._metric(family).remove_by_labels({"plugin": plugin})
 
-    def _header(self, lines: list[str], name: str, kind: str) -> None:
-        kind, text = self._help.get(name, (kind, name.replace("_", " ")))
-        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+    def _metric(self, name: str) -> Counter | Histogram:
+        return self._counters.get(name) or self._histograms[name]
+
+    def exposition(self, *point_in_time: Collector) -> bytes:
+        """The Prometheus text format of every counter and histogram, then what the
+        ``point_in_time`` collectors yield (each built for this one scrape)."""
+        return generate_latest(_Chain((self._registry, *point_in_time)))
 
 
-def _labels(key: Labels) -> str:
-    if not key:
-        return ""
-    escaped = (
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in key
-    )
-    return "{" + ",".join(escaped) + "}"
+def gauge(name: str) -> GaugeMetricFamily:
+    """An empty family for a gauge declared in GAUGES, for a collector to fill."""
+    family = GAUGES[name]
+    return GaugeMetricFamily(name, family.help, labels=family.labels)
+
+
+@dataclass(frozen=True)
+class _Chain:
+    collectors: Iterable[Collector]
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()

@@ -13,8 +13,8 @@ from django.core.exceptions import ValidationError
 
 from device_host.errors import ManifestError
 from device_host.manifest import Manifest, parse_manifest
+from device_host.runtime import MAX_COMPONENT_BYTES
 
-MAX_COMPONENT_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 64 * 1024
 MANIFEST_NAME = "manifest.toml"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import time
@@ -12,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from device_host.agent.artifacts import ArtifactStore
+from device_host.agent.conditions import Conditions
 from device_host.agent.control_plane import ControlPlaneClient, ControlPlaneError
 from device_host.agent.installer import Installer
 from device_host.agent.state import AgentState
+from device_host.agent.supervisor import Supervisor
 from device_host.agent.trust import load_trusted_keys
 from device_host.config import AgentConfig
 from device_host.delivery.statements import StatementError
-from device_host.plugins.events import EventLog, PluginEvent
+from device_host.plugins.events import EventKind, EventLog, PluginEvent
 from device_host.plugins.manager import PluginManager
 from device_host.readings import ReadingHistory
 
@@ -26,10 +27,21 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 300.0
 MAX_READINGS_PER_HEARTBEAT = 200
+DESIRED_STATE_SUBJECT = "desired-state"
+"""The ``plugin`` of events about a desired state as a whole, which is no plugin."""
+
+
+class StaleDesiredState(StatementError):
+    """A desired state older than one this device already accepted: refused, changes nothing."""
 
 
 class DeviceAgent:
-    """Keeps this device on the fleet's signed desired state, online or not."""
+    """Keeps this device on the fleet's signed desired state, online or not.
+
+    Pushes and heartbeat answers converge on the highest sequence ever *accepted*, not the
+    last applied: a push that arrives late (seq 9 after 10) is refused and cannot undo a
+    newer state. The loop runs under a supervisor, so no exception stops it for good.
+    """
 
     def __init__(
         self,
@@ -44,17 +56,29 @@ class DeviceAgent:
         self._host_version = host_version
         self._manager = manager
         self._readings = readings
+        self._events = events
+        self._stop = threading.Event()
+        self.conditions = Conditions()
         self.state = AgentState(state_dir / "agent.json")
         self.installer = Installer(
-            manager, self.state, ArtifactStore(state_dir / "artifacts"), self.trusted_keys()
+            manager,
+            self.state,
+            ArtifactStore(state_dir / "artifacts"),
+            self.trusted_keys(),
+            self.conditions,
+            self._stop,
         )
         self._client = ControlPlaneClient(config.control_plane_url, self.state.data.device_token)
-        self._pushes: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._accepted_sequence = self.state.data.desired_sequence
+        self._pending: dict[str, object] | None = None
         self._restored = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="device-agent", daemon=True)
+        self._supervisor = Supervisor("device agent", self._loop, self._stop)
         self._readings_since = 0.0
         self._interval_s = config.heartbeat_interval_s
+        self._next_heartbeat = 0.0
+        self._heartbeat_failures = 0
         self.last_heartbeat_ok: float | None = None
         self.last_sync: float | None = None
         """When a heartbeat last succeeded and what it asked for was applied (or refused)."""
@@ -69,65 +93,95 @@ class DeviceAgent:
         Both happen on the agent's thread: a restore may compile, and the server must answer
         meanwhile.
         """
-        self._thread.start()
+        self._supervisor.start()
 
     @property
     def caught_up(self) -> bool:
         """Whether the plugins accepted before this start are loaded again."""
         return self._restored.is_set()
 
+    @property
+    def healthy(self) -> bool:
+        """False while the loop is dead or crashing: /healthz must not say "ok" then."""
+        return self._supervisor.healthy
+
     def stop(self) -> None:
         self._stop.set()
-        self._pushes.put({})
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
+        self._wake.set()
+        self._supervisor.join(timeout=30)
 
-    def accept_push(self, envelope: object) -> None:
-        """Verifies a pushed desired state now (raises StatementError); applies it in order."""
+    def accept_push(self, envelope: object) -> bool:
+        """Verifies a pushed desired state now and queues it; False: already have it.
+
+        Raises StaleDesiredState for one older than the newest accepted, StatementError for
+        one that fails verification.
+        """
         device_id = self.state.data.device_id
         if device_id is None:
             raise StatementError("this device is not enrolled yet")
-        statement = self.installer.check_desired(envelope, device_id)
-        sequence = int(statement["sequence"])  # type: ignore[call-overload]
-        if sequence < self.state.data.desired_sequence:
-            raise StatementError("desired state is older than the one already applied")
-        if sequence > self.state.data.desired_sequence:  # equal: a heartbeat brought it first
-            self._pushes.put(statement)
+        return self._accept(self.installer.check_desired(envelope, device_id))
 
     def status(self) -> dict[str, object]:
         data = self.state.data
         return {
+            **self._supervisor.status(),
+            "healthy": self.healthy,
             "enrolled": data.device_id is not None,
             "device_id": data.device_id,
             "control_plane": self._config.control_plane_url,
             "desired_sequence": data.desired_sequence,
+            "accepted_sequence": self._accepted_sequence,
+            "heartbeat_interval_s": self._interval_s,
+            "heartbeat_failures": self._heartbeat_failures,
+            "held": {name: asdict(held) for name, held in data.held.items()},
+            "problems": self.conditions.snapshot(),
             "backlog": len(data.backlog),
             "last_heartbeat_ok": self.last_heartbeat_ok,
             "last_sync": self.last_sync,
         }
 
-    def _run(self) -> None:
-        self.installer.restore()
-        self._restored.set()
-        failures = 0
-        next_heartbeat = 0.0
-        while not self._stop.is_set():
-            if time.monotonic() >= next_heartbeat:
-                ok = self._enrolled() and self._heartbeat()
-                failures = 0 if ok else failures + 1
-                delay = self._interval_s * (2 ** min(failures, 8))
-                next_heartbeat = time.monotonic() + min(delay, MAX_BACKOFF_S) * random.uniform(
-                    0.8, 1.2
+    def _accept(self, statement: dict[str, object]) -> bool:
+        sequence = int(statement["sequence"])  # type: ignore[call-overload]
+        with self._lock:
+            if sequence < self._accepted_sequence:
+                raise StaleDesiredState(
+                    f"desired state {sequence} is older than the accepted {self._accepted_sequence}"
                 )
-            self.installer.revert_failing(self._client)
+            if sequence == self._accepted_sequence:
+                return False
+            self._accepted_sequence = sequence
+            self._pending = statement
+        self._wake.set()
+        return True
+
+    def _take_pending(self) -> dict[str, object] | None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+            self._wake.clear()
+            return pending
+
+    def _loop(self) -> None:
+        """One supervised run; returns only when the agent stops."""
+        if not self._restored.is_set():
             try:
-                pushed = self._pushes.get(
-                    timeout=max(0.0, min(1.0, next_heartbeat - time.monotonic()))
-                )
-            except queue.Empty:
+                self.installer.restore()
+            finally:
+                self._restored.set()
+        while not self._stop.is_set():
+            if time.monotonic() >= self._next_heartbeat:
+                ok = self._enrolled() and self._heartbeat()
+                self._heartbeat_failures = 0 if ok else self._heartbeat_failures + 1
+                delay = self._interval_s * (2 ** min(self._heartbeat_failures, 8))
+                self._next_heartbeat = time.monotonic() + min(
+                    delay, MAX_BACKOFF_S
+                ) * random.uniform(0.8, 1.2)
+            self.installer.revert_failing(self._client)
+            self._supervisor.progress()
+            pending = self._take_pending()
+            if pending is not None:
+                self.installer.converge(pending, self._client)
                 continue
-            if pushed:
-                self.installer.converge(pushed, self._client)
+            self._wake.wait(max(0.0, min(1.0, self._next_heartbeat - time.monotonic())))
 
     def _enrolled(self) -> bool:
         if self.state.data.device_token is not None:
@@ -138,15 +192,15 @@ class DeviceAgent:
                 config.enrollment_token, config.device_name, self._host_version, config.agent_url
             )
         except ControlPlaneError as exc:
-            log.warning("enrollment failed: %s", exc)
+            self.conditions.report("enrollment", f"failed: {exc}")
             return False
+        self.conditions.clear("enrollment")
         with self.state as data:
-            data.device_id, data.device_token = (
-                str(answer["device_id"]),
-                str(answer["device_token"]),
-            )
-        self._client.token = self.state.data.device_token
-        log.info("enrolled as device %s", self.state.data.device_id)
+            data.device_id, data.device_token = answer.device_id, answer.device_token
+        if answer.heartbeat_interval_s is not None:
+            self._interval_s = answer.heartbeat_interval_s
+        self._client.token = answer.device_token
+        log.info("enrolled as device %s", answer.device_id)
         return True
 
     def _heartbeat(self) -> bool:
@@ -162,29 +216,40 @@ class DeviceAgent:
         try:
             answer = self._client.heartbeat(report)
         except ControlPlaneError as exc:
-            log.warning("heartbeat failed (%d events kept for later): %s", len(backlog), exc)
+            self.conditions.report("heartbeat", f"failed ({len(backlog)} events kept): {exc}")
             return False
+        self.conditions.clear("heartbeat")
         self.state.acknowledge(len(backlog))
         newest = max((float(r["taken_at"]) for r in readings), default=0.0)  # type: ignore[arg-type]
         self._readings_since = max(self._readings_since, newest)
         self.last_heartbeat_ok = now
-        self._interval_s = float(answer.get("heartbeat_interval_s", self._interval_s))
-        self._apply_desired(answer.get("desired"))
+        if answer.heartbeat_interval_s is not None:
+            self._interval_s = answer.heartbeat_interval_s
+        self._apply_desired(answer.desired)
         self.last_sync = time.time()
         return True
 
     def _apply_desired(self, envelope: object) -> None:
+        """Accepts a newer desired state, or retries the current one's failed downloads."""
         device_id = self.state.data.device_id
         if envelope is None or device_id is None:
             return
         try:
             statement = self.installer.check_desired(envelope, device_id)
+            accepted = self._accept(statement)
+        except StaleDesiredState:
+            return  # a push brought a newer one while this answer was on its way
         except StatementError as exc:
-            self._manager.refuse("desired-state", "?", str(exc))
+            if self.conditions.report(DESIRED_STATE_SUBJECT, f"refused: {exc}", logging.ERROR):
+                self._events.add(DESIRED_STATE_SUBJECT, "-", EventKind.REFUSED, str(exc))
             return
-        if int(statement["sequence"]) < self.state.data.desired_sequence:  # type: ignore[call-overload]
-            return
-        self.installer.converge(statement, self._client)
+        self.conditions.clear(DESIRED_STATE_SUBJECT)
+        if accepted:
+            return  # the loop applies it next
+        applied = self.state.data.desired_sequence == int(statement["sequence"])  # type: ignore[call-overload]
+        unfinished = self.installer.incomplete or self.installer.converged != statement["releases"]
+        if applied and unfinished:
+            self.installer.converge(statement, self._client)
 
     def _new_readings(self) -> list[dict[str, object]]:
         history = self._readings.to_json(since=self._readings_since)
@@ -192,7 +257,11 @@ class DeviceAgent:
         return sorted(flat, key=lambda r: float(r["taken_at"]))[-MAX_READINGS_PER_HEARTBEAT:]  # type: ignore[arg-type]
 
     def _keep_event(self, event: PluginEvent) -> None:
-        self.state.add_event({**asdict(event), "kind": str(event.kind)})
+        """Keeps an event for the control plane; a broken state dir must not break the caller."""
+        try:
+            self.state.add_event({**asdict(event), "kind": str(event.kind)})
+        except OSError as exc:
+            self.conditions.report("state", f"cannot write the agent state: {exc}", logging.ERROR)
 
 
 def _plugin_report(slot: dict[str, object]) -> dict[str, object]:

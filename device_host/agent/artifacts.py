@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 from pathlib import Path
 
 import zstandard
 
-from device_host.agent.control_plane import ControlPlaneClient
+from device_host.agent.control_plane import ControlPlaneClient, ControlPlaneError
 from device_host.delivery.statements import Release
 from device_host.errors import DeviceHostError
 from device_host.storage.digest import file_sha256
@@ -17,8 +18,12 @@ from device_host.storage.digest import file_sha256
 CHUNK = 1 << 16
 
 
-class ArtifactRefused(DeviceHostError):
-    """A downloaded artifact is not the one the release signed."""
+class DownloadFailed(DeviceHostError):
+    """The bytes that arrived are not the ones the release signed, or did not arrive at all.
+
+    Never a verdict on the release: a network error, a truncated or corrupted transfer, or
+    a damaged file on the server heals, so the agent retries it later.
+    """
 
 
 class ArtifactStore:
@@ -34,6 +39,7 @@ class ArtifactStore:
 
         The download stops as soon as it exceeds the signed size, so a hostile or broken
         server cannot fill the disk; then size and SHA-256 must match the signature.
+        Raises DownloadFailed.
         """
         path = self.path_for(release.sha256)
         if path.exists() and file_sha256(path) == release.sha256:
@@ -46,7 +52,7 @@ class ArtifactStore:
                 while chunk := reader.read(CHUNK):
                     size += len(chunk)
                     if size > release.size:
-                        raise ArtifactRefused(
+                        raise DownloadFailed(
                             f"artifact is larger than the signed {release.size} bytes"
                         )
                     digest.update(chunk)
@@ -54,14 +60,18 @@ class ArtifactStore:
                 out.flush()
                 os.fsync(out.fileno())
             if size != release.size:
-                raise ArtifactRefused(
+                raise DownloadFailed(
                     f"artifact has {size} bytes, the release signed {release.size}"
                 )
             if digest.hexdigest() != release.sha256:
-                raise ArtifactRefused("artifact does not match the signed SHA-256 (tampered?)")
+                raise DownloadFailed("artifact does not match the signed SHA-256 (tampered?)")
             os.replace(tmp, path)
         except zstandard.ZstdError as exc:
-            raise ArtifactRefused(f"artifact is not valid zstd data: {exc}") from None
+            raise DownloadFailed(f"artifact is not valid zstd data: {exc}") from None
+        except ControlPlaneError as exc:
+            raise DownloadFailed(str(exc)) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise DownloadFailed(f"download broke off: {exc!r}") from None
         finally:
             Path(tmp).unlink(missing_ok=True)
         return path

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
+from device_host.delivery.answers import (
+    AnswerError,
+    EnrollAnswer,
+    HeartbeatAnswer,
+    parse_enroll_answer,
+    parse_heartbeat_answer,
+)
+from device_host.delivery.jsonlimits import JsonRefused, loads_bounded
 from device_host.errors import DeviceHostError
 
 TIMEOUT_S = 15.0
+MAX_ANSWER_BYTES = 4 << 20
+"""A desired state with a hundred releases is ~300 KB; anything far larger is not an answer."""
+T = TypeVar("T")
 
 
 class ControlPlaneError(DeviceHostError):
@@ -29,17 +41,18 @@ class ControlPlaneClient:
 
     def enroll(
         self, enrollment_token: str, name: str, host_version: str, agent_url: str
-    ) -> dict[str, Any]:
+    ) -> EnrollAnswer:
         body = {
             "enrollment_token": enrollment_token,
             "name": name,
             "host_version": host_version,
             "agent_url": agent_url,
         }
-        return self._post("/api/v1/enroll", body, authenticated=False)
+        return _parsed(parse_enroll_answer, self._post("/api/v1/enroll", body, authenticated=False))
 
-    def heartbeat(self, report: dict[str, Any]) -> dict[str, Any]:
-        return self._post("/api/v1/heartbeat", report, authenticated=True)
+    def heartbeat(self, report: dict[str, Any]) -> HeartbeatAnswer:
+        answer = self._post("/api/v1/heartbeat", report, authenticated=True)
+        return _parsed(parse_heartbeat_answer, answer)
 
     @contextmanager
     def artifact(self, sha256: str) -> Iterator[IO[bytes]]:
@@ -59,9 +72,13 @@ class ControlPlaneClient:
         )
         with self._open(request) as response:
             try:
-                answer = json.loads(response.read())
-            except ValueError:
-                raise ControlPlaneError(f"{path}: the answer is not JSON") from None
+                answer = loads_bounded(
+                    response.read(MAX_ANSWER_BYTES + 1), max_bytes=MAX_ANSWER_BYTES
+                )
+            except JsonRefused as exc:
+                raise ControlPlaneError(f"{path}: refused the answer: {exc}") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise ControlPlaneError(f"{path}: the answer broke off: {exc}") from None
         if not isinstance(answer, dict):
             raise ControlPlaneError(f"{path}: the answer is not a JSON object")
         return answer
@@ -82,5 +99,14 @@ class ControlPlaneClient:
             raise ControlPlaneError(
                 f"{request.full_url}: HTTP {exc.code}: {detail}", status=exc.code
             ) from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise ControlPlaneError(f"{request.full_url}: unreachable: {exc}") from None
+        except ValueError as exc:
+            raise ControlPlaneError(f"{request.full_url}: bad HTTP: {exc}") from None
+
+
+def _parsed(parse: Callable[[dict[str, Any]], T], answer: dict[str, Any]) -> T:
+    try:
+        return parse(answer)
+    except AnswerError as exc:
+        raise ControlPlaneError(f"malformed answer: {exc}") from None

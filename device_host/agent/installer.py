@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from device_host.agent.artifacts import ArtifactRefused, ArtifactStore
-from device_host.agent.control_plane import ControlPlaneClient, ControlPlaneError
-from device_host.agent.state import AcceptedRelease, AgentState
+from device_host.agent.artifacts import ArtifactStore, DownloadFailed
+from device_host.agent.conditions import Conditions
+from device_host.agent.control_plane import ControlPlaneClient
+from device_host.agent.state import AcceptedRelease, AgentState, HeldBack
 from device_host.delivery.statements import (
     DESIRED_STATE_TYPE,
     Release,
@@ -27,10 +31,19 @@ log = logging.getLogger(__name__)
 
 REVERT_WINDOW_S = 300.0
 """A release that gets quarantined this soon after its install is reverted."""
+DOWNLOAD_ATTEMPTS = 3
+"""Per release and convergence; the next heartbeat starts another round."""
+DOWNLOAD_BACKOFF_S = 1.0
+"""Before the second attempt; doubles, with ±50 % jitter so a fleet does not retry in step."""
 
 
 class Installer:
-    """Applies desired states one at a time; every refusal is an event, never an exception."""
+    """Applies desired states one at a time; every refusal is an event, never an exception.
+
+    Only a release that is signed wrong (a bad signature, a rollback) or that does not load
+    here is refused; a download that fails is retried, and a revert or refusal holds a
+    release back only until a newer desired state asks for it again.
+    """
 
     def __init__(
         self,
@@ -38,19 +51,29 @@ class Installer:
         state: AgentState,
         store: ArtifactStore,
         trusted: Mapping[str, Ed25519PublicKey],
+        conditions: Conditions,
+        stop: threading.Event,
     ) -> None:
         self._manager = manager
         self._state = state
         self._store = store
         self._trusted = trusted
+        self._conditions = conditions
+        self._stop = stop
         self._installed_at: dict[str, float] = {}
+        self._sequence = -1
+        self.incomplete = False
+        """Whether the last convergence left a download to retry."""
+        self.converged: object = None
+        """The releases of the last desired state converged on (none yet after a start)."""
 
     def check_desired(self, envelope: object, device_id: str) -> dict[str, object]:
         """Verifies a desired-state envelope addressed to this device; raises StatementError."""
         statement = verify(envelope, self._trusted, DESIRED_STATE_TYPE)
         if statement.get("device_id") != device_id:
             raise StatementError("desired state is addressed to another device")
-        if not isinstance(statement.get("sequence"), int):
+        sequence = statement.get("sequence")
+        if not isinstance(sequence, int) or isinstance(sequence, bool):
             raise StatementError("desired state has no sequence number")
         if not isinstance(statement.get("releases"), list):
             raise StatementError("desired state has no list of releases")
@@ -65,26 +88,41 @@ class Installer:
                 release = Release.from_envelope(record.envelope, self._trusted)
                 path = self._store.path_for(release.sha256)
                 self._manager.install(release.manifest, path)
-            except (StatementError, PluginLoadError, OSError) as exc:
-                self._manager.refuse(plugin, "?", f"cannot restore the accepted release: {exc}")
+            except (StatementError, OSError) as exc:
+                self._manager.refuse(
+                    plugin, _version_of(record.envelope), f"cannot restore the release: {exc}"
+                )
+            except PluginLoadError:
+                pass  # the slot recorded and logged the reason
 
     def converge(self, statement: dict[str, object], client: ControlPlaneClient) -> None:
         """Brings the plugins in line with a verified desired-state statement."""
         sequence = int(statement["sequence"])  # type: ignore[call-overload]
+        if sequence != self._sequence:
+            self._conditions.clear_prefix("refused ")
+            self._conditions.clear_prefix("download ")
+            self._sequence = sequence
         wanted: dict[str, Release] = {}
         for envelope in statement["releases"]:  # type: ignore[attr-defined]
             try:
                 release = Release.from_envelope(envelope, self._trusted)
             except StatementError as exc:
-                self._refuse(_plugin_of(envelope), "?", str(exc))
+                self._refuse(_plugin_of(envelope), _version_of(envelope), str(exc))
                 continue
             wanted[release.plugin] = release
+        complete = True
         for release in wanted.values():
-            self._apply(release, client)
+            if self._stop.is_set():
+                return
+            complete = self._apply(release, sequence, client) and complete
+        self.incomplete = not complete
+        self.converged = statement["releases"]
         with self._state as data:
             unwanted = [name for name in data.releases if name not in wanted]
             for name in unwanted:
                 del data.releases[name]
+            for name in [name for name in data.held if name not in wanted]:
+                del data.held[name]
             data.desired_sequence = max(data.desired_sequence, sequence)
         for name in unwanted:
             self._manager.remove(name)
@@ -104,47 +142,75 @@ class Installer:
             del self._installed_at[plugin]
             self._revert(plugin, client)
 
-    def _apply(self, release: Release, client: ControlPlaneClient) -> None:
+    def _apply(self, release: Release, sequence: int, client: ControlPlaneClient) -> bool:
+        """Installs ``release`` unless it runs or is held back; False: retry it later."""
+        plugin = release.plugin
         with self._state as data:
-            current = data.releases.get(release.plugin)
-            highest = data.highest_serial.get(release.plugin, 0)
-            failed = release.serial in data.failed_serials.get(release.plugin, [])
+            current = data.releases.get(plugin)
+            highest = data.highest_serial.get(plugin, 0)
+            highest_sha256 = data.highest_sha256.get(plugin)
+            held = data.held.get(plugin)
         if current is not None and current.serial == release.serial:
-            return
-        if failed:
-            return  # reported when it failed; a fix comes as a new serial
-        if release.serial <= highest:
-            self._refuse(
-                release.plugin,
-                release.version,
-                f"serial {release.serial} is not above the accepted {highest} "
-                "(rollback protection)",
+            return True
+        if held is not None and held.serial == release.serial and sequence <= held.sequence:
+            return True
+        if release.serial < highest or (
+            release.serial == highest and highest_sha256 not in (None, release.sha256)
+        ):
+            reason = (
+                f"serial {release.serial} is below the installed {highest} (rollback protection)"
+                if release.serial < highest
+                else f"serial {release.serial} names other bytes than the installed one"
             )
-            self._mark_failed(release)
-            return
+            self._hold(release, sequence, "rollback")
+            self._refuse(plugin, release.version, reason)
+            return True
         try:
-            path = self._store.fetch(release, client)
+            path = self._download(release, client)
+        except DownloadFailed:
+            return False
+        try:
             self._manager.install(release.manifest, path)
-        except (ArtifactRefused, ControlPlaneError) as exc:
-            self._refuse(release.plugin, release.version, str(exc))
-            if isinstance(exc, ArtifactRefused):
-                self._mark_failed(release)
-            return
         except PluginLoadError:
-            self._mark_failed(release)  # the slot recorded and logged the reason
-            return
+            self._hold(release, sequence, "refused")  # the slot recorded and logged why
+            return True
         with self._state as data:
             if current is not None:
-                data.last_good[release.plugin] = current
-            data.releases[release.plugin] = AcceptedRelease(release.serial, release.envelope)
-            data.highest_serial[release.plugin] = release.serial
+                data.last_good[plugin] = current
+            data.releases[plugin] = AcceptedRelease(release.serial, release.envelope)
+            if release.serial >= highest:
+                data.highest_serial[plugin] = release.serial
+                data.highest_sha256[plugin] = release.sha256
+            data.held.pop(plugin, None)
         if current is not None:
-            self._installed_at[release.plugin] = time.monotonic()
-        log.info("installed %s %s (serial %d)", release.plugin, release.version, release.serial)
+            self._installed_at[plugin] = time.monotonic()
+        log.info("installed %s %s (serial %d)", plugin, release.version, release.serial)
+        return True
+
+    def _download(self, release: Release, client: ControlPlaneClient) -> Path:
+        """The verified artifact, after up to DOWNLOAD_ATTEMPTS tries with jittered back-off."""
+        key = f"download {release.plugin} {release.version} (serial {release.serial})"
+        attempt, delay = 1, DOWNLOAD_BACKOFF_S
+        while True:
+            try:
+                path = self._store.fetch(release, client)
+            except DownloadFailed as exc:
+                message = f"attempt {attempt}/{DOWNLOAD_ATTEMPTS} failed, will retry: {exc}"
+                if self._conditions.report(key, message):
+                    self._state.add_event(_event(release, "download-failed", str(exc)))
+                if attempt == DOWNLOAD_ATTEMPTS or self._stop.wait(
+                    delay * random.uniform(0.5, 1.5)
+                ):
+                    raise
+                attempt, delay = attempt + 1, delay * 2
+                continue
+            self._conditions.clear(key)
+            return path
 
     def _revert(self, plugin: str, client: ControlPlaneClient | None) -> None:
         with self._state as data:
             good, bad = data.last_good.get(plugin), data.releases.get(plugin)
+            sequence = data.desired_sequence
         if good is None or bad is None:
             return
         try:
@@ -153,28 +219,27 @@ class Installer:
             if not path.exists() and client is not None:
                 path = self._store.fetch(release, client)
             self._manager.install(release.manifest, path)
-        except (
-            StatementError,
-            ArtifactRefused,
-            ControlPlaneError,
-            PluginLoadError,
-            OSError,
-        ) as exc:
-            self._refuse(plugin, "?", f"cannot revert to the last good release: {exc}")
+        except (StatementError, DownloadFailed, PluginLoadError, OSError) as exc:
+            self._refuse(plugin, "-", f"cannot revert to the last good release: {exc}")
             return
         with self._state as data:
-            data.failed_serials.setdefault(plugin, []).append(bad.serial)
+            data.held[plugin] = HeldBack(bad.serial, sequence, "reverted")
             data.releases[plugin] = good
-        detail = f"serial {bad.serial} kept trapping after install; back on {release.version}"
+        detail = (
+            f"serial {bad.serial} kept trapping after install; back on {release.version} "
+            f"until a newer desired state than {sequence} asks for serial {bad.serial} again"
+        )
         self._manager.events.add(plugin, release.version, EventKind.REVERTED, detail)
         log.warning("reverted %s: %s", plugin, detail)
 
-    def _mark_failed(self, release: Release) -> None:
+    def _hold(self, release: Release, sequence: int, why: str) -> None:
         with self._state as data:
-            data.failed_serials.setdefault(release.plugin, []).append(release.serial)
+            data.held[release.plugin] = HeldBack(release.serial, sequence, why)
 
     def _refuse(self, plugin: str, version: str, reason: str) -> None:
-        self._manager.refuse(plugin, version, reason)
+        """Records a refusal once per desired state, however often that state is re-applied."""
+        if self._conditions.report(f"refused {plugin} {version}", reason, logging.DEBUG):
+            self._manager.refuse(plugin, version, reason)
 
     def _prune_artifacts(self) -> None:
         with self._state as data:
@@ -183,14 +248,34 @@ class Installer:
         self._store.prune(keep)
 
 
+def _event(release: Release, kind: str, detail: str) -> dict[str, object]:
+    """A backlog event for the control plane about a release that is not a plugin event."""
+    return {
+        "at": time.time(),
+        "plugin": release.plugin,
+        "version": release.version,
+        "kind": kind,
+        "detail": detail,
+    }
+
+
 def _sha256_of(envelope: dict[str, str]) -> str:
     """The artifact digest of an envelope this device already verified and accepted."""
     return str(json.loads(envelope["statement"])["artifact"]["sha256"])
 
 
-def _plugin_of(envelope: object) -> str:
-    """Best effort name for reporting a release that failed verification."""
+def _statement_field(envelope: object, key: str, default: str) -> str:
+    """Best effort field of a release that failed verification, for reporting it."""
     try:
-        return str(json.loads(envelope["statement"])["plugin"])  # type: ignore[index]
-    except (TypeError, KeyError, ValueError):
-        return "unknown"
+        value = json.loads(envelope["statement"])[key]  # type: ignore[index]
+    except (TypeError, KeyError, ValueError, RecursionError):
+        return default
+    return str(value)[:64] if isinstance(value, str | int) else default
+
+
+def _plugin_of(envelope: object) -> str:
+    return _statement_field(envelope, "plugin", "unknown")
+
+
+def _version_of(envelope: object) -> str:
+    return _statement_field(envelope, "version", "?")

@@ -24,6 +24,20 @@ class AcceptedRelease:
 
 
 @dataclass
+class HeldBack:
+    """A release this device will not try again until a newer desired state asks for it.
+
+    Holding per desired-state sequence, not forever, is what keeps one bad moment (a revert,
+    a refusal) from blacklisting a release the fleet later asks for on purpose.
+    """
+
+    serial: int
+    sequence: int
+    why: str
+    """``reverted``, ``refused`` (it did not load here) or ``rollback``."""
+
+
+@dataclass
 class AgentStateData:
     device_id: str | None = None
     device_token: str | None = None
@@ -33,9 +47,11 @@ class AgentStateData:
     last_good: dict[str, AcceptedRelease] = field(default_factory=dict)
     """What each plugin ran before its current release, to revert to."""
     highest_serial: dict[str, int] = field(default_factory=dict)
-    """Rollback protection: nothing at or below this is accepted again."""
-    failed_serials: dict[str, list[int]] = field(default_factory=dict)
-    """Releases that failed here; not retried, so a bad release is reported once."""
+    """Rollback protection: the highest serial installed; nothing below it is accepted again."""
+    highest_sha256: dict[str, str] = field(default_factory=dict)
+    """The artifact of the highest serial: only these bytes may be installed at that serial."""
+    held: dict[str, HeldBack] = field(default_factory=dict)
+    """Per plugin, the release not to retry for the desired state that carried it."""
     backlog: list[dict[str, Any]] = field(default_factory=list)
     """Events not yet acknowledged by the control plane."""
 
@@ -84,6 +100,7 @@ class AgentState:
             releases={k: AcceptedRelease(**v) for k, v in raw.get("releases", {}).items()},
             last_good={k: AcceptedRelease(**v) for k, v in raw.get("last_good", {}).items()},
             highest_serial={k: int(v) for k, v in raw.get("highest_serial", {}).items()},
-            failed_serials={k: list(v) for k, v in raw.get("failed_serials", {}).items()},
+            highest_sha256={k: str(v) for k, v in raw.get("highest_sha256", {}).items()},
+            held={k: HeldBack(**v) for k, v in raw.get("held", {}).items()},
             backlog=list(raw.get("backlog", [])),
         )

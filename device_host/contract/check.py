@@ -1,21 +1,21 @@
-"""Refuses a component whose imports or exports do not fit its manifest and the contract."""
+"""Refuses a component whose imports or exports do not fit its manifest and the contract.
+
+Pure data: the runtime renders a compiled component's surface (`device_host.runtime`) and
+this module compares it with the manifest and the reference signatures.
+"""
 
 from __future__ import annotations
-
-import wasmtime
-from wasmtime.component import Component
 
 from device_host.contract.interfaces import (
     ALL_IMPORTS,
     COMPONENTIZE_PY_INIT_EXPORT,
     OPTIONAL_EXPORTS,
-    WORLD_SPECS,
     capability_hint,
     compatibility_key,
-    granted_imports,
 )
 from device_host.contract.reference import reference_signatures
-from device_host.contract.signatures import Functions, component_surface
+from device_host.contract.signatures import Functions, Surface
+from device_host.contract.worlds import WORLDS, granted_imports
 from device_host.errors import PluginLoadError
 from device_host.manifest import Manifest
 
@@ -34,28 +34,7 @@ def magic_problem(data: bytes) -> str | None:
     return f"is not WebAssembly (starts with {data[:8].hex(' ')})"
 
 
-def validate_component(engine: wasmtime.Engine, data: bytes, manifest: Manifest) -> dict[str, str]:
-    """Everything a device will check, done before a version is accepted anywhere.
-
-    Compiles the component (seconds for an 18 MB one) to read its types, so run it off any
-    request path that must answer fast. Raises `PluginLoadError` naming each problem.
-    """
-    problem = magic_problem(data)
-    if problem is not None:
-        raise PluginLoadError(manifest.name, manifest.version, problem)
-    try:
-        component = Component(engine, data)
-    except wasmtime.WasmtimeError as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise PluginLoadError(
-            manifest.name, manifest.version, f"not a valid component: {detail}"
-        ) from None
-    return check_component(engine, component, manifest)
-
-
-def check_component(
-    engine: wasmtime.Engine, component: Component, manifest: Manifest
-) -> dict[str, str]:
+def check_surface(surface: Surface, manifest: Manifest) -> dict[str, str]:
     """Raises `PluginLoadError` listing every problem; returns the contract exports present.
 
     The result maps each export's compatibility key to its name as the component spells it.
@@ -64,12 +43,15 @@ def check_component(
     grants, with the contract's signatures. Exports must be exactly the world's, with the
     contract's signatures, plus the optional self-check.
     """
-    imports, exports = component_surface(engine, component)
-    problems = _import_problems(imports, manifest) + _export_problems(exports, manifest)
+    problems = _import_problems(surface.imports, manifest) + _export_problems(
+        surface.exports, manifest
+    )
     if problems:
         raise PluginLoadError(manifest.name, manifest.version, "; ".join(problems))
     return {
-        compatibility_key(name): name for name in exports if name != COMPONENTIZE_PY_INIT_EXPORT
+        compatibility_key(name): name
+        for name in surface.exports
+        if name != COMPONENTIZE_PY_INIT_EXPORT
     }
 
 
@@ -97,7 +79,7 @@ def _import_problems(imports: dict[str, Functions], manifest: Manifest) -> list[
 
 def _export_problems(exports: dict[str, Functions], manifest: Manifest) -> list[str]:
     reference = reference_signatures()
-    spec = WORLD_SPECS[manifest.world]
+    spec = WORLDS[manifest.world]
     required = {compatibility_key(name): name for name in spec.exports}
     optional = {compatibility_key(name) for name in OPTIONAL_EXPORTS}
     present = {

@@ -1,6 +1,7 @@
 """Regenerates ``reference.json`` from ``wit/``: ``python -m device_host.contract.generate``.
 
-Development only: it needs wasm-tools, which devices do not have.
+Development only: it needs wasm-tools, which devices do not have. The dummy component is
+compiled by the runtime (the one place that touches wasmtime) to read its surface.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import wasmtime
-from wasmtime.component import Component
-
 from device_host.contract.interfaces import ALL_EXPORTS, ALL_IMPORTS, compatibility_key
 from device_host.contract.reference import REFERENCE_PATH
-from device_host.contract.signatures import component_surface
 from device_host.contract.wit import stage_wit
+from device_host.runtime import surface_of_file
 
 
 def generate_reference() -> dict[str, dict[str, str]]:
@@ -48,9 +46,8 @@ def generate_reference() -> dict[str, dict[str, str]]:
         subprocess.run(
             [wasm_tools, "component", "new", str(core), "-o", str(component_path)], check=True
         )
-        engine = wasmtime.Engine()
-        imports, exports = component_surface(engine, Component.from_file(engine, component_path))
-    surface = {**imports, **exports}
+        found = surface_of_file(component_path)
+    surface = {**found.imports, **found.exports}
     return {compatibility_key(name): surface[name] for name in (*ALL_IMPORTS, *ALL_EXPORTS)}
 
 

@@ -1,100 +1,41 @@
-"""WIT-like text for the types wasmtime reports, so two components' surfaces can be compared.
+"""A component's surface as plain data: what it imports and exports, function by function.
 
-wasmtime links Python host functions without checking their types and instantiates a
-component whose exports have the wrong signature, so a mismatch would surface only as a
-failed call. Comparing these strings catches it at load time.
+The runtime renders wasmtime's types as WIT-like text (`device_host.runtime`); the
+contract compares that text with its reference signatures without touching wasmtime, so
+the control plane and the build can reason about surfaces too.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import wasmtime
-from wasmtime import component as types
-
-_SCALARS: dict[type, str] = {
-    types.Bool: "bool",
-    types.U8: "u8",
-    types.U16: "u16",
-    types.U32: "u32",
-    types.U64: "u64",
-    types.S8: "s8",
-    types.S16: "s16",
-    types.S32: "s32",
-    types.S64: "s64",
-    types.F32: "f32",
-    types.F64: "f64",
-    types.Char: "char",
-    types.String: "string",
-}
-
-
-def describe_type(ty: Any) -> str:
-    """Renders a wasmtime value type as WIT-like text."""
-    if type(ty) in _SCALARS:
-        return _SCALARS[type(ty)]
-    if isinstance(ty, types.ListType):
-        return f"list<{describe_type(ty.element)}>"
-    if isinstance(ty, types.OptionType):
-        return f"option<{describe_type(ty.payload)}>"
-    if isinstance(ty, types.ResultType):
-        ok = describe_type(ty.ok) if ty.ok is not None else "_"
-        err = describe_type(ty.err) if ty.err is not None else "_"
-        return f"result<{ok}, {err}>"
-    if isinstance(ty, types.RecordType):
-        return "record{" + ", ".join(f"{n}: {describe_type(t)}" for n, t in ty.fields) + "}"
-    if isinstance(ty, types.TupleType):
-        return "tuple<" + ", ".join(describe_type(t) for t in ty.elements) + ">"
-    if isinstance(ty, types.VariantType):
-        cases = (n + (f"({describe_type(t)})" if t is not None else "") for n, t in ty.cases)
-        return "variant{" + ", ".join(cases) + "}"
-    if isinstance(ty, types.EnumType):
-        return "enum{" + ", ".join(ty.names) + "}"
-    if isinstance(ty, types.FlagsType):
-        return "flags{" + ", ".join(ty.names) + "}"
-    return type(ty).__name__
-
-
-def describe_item(engine: wasmtime.Engine, item: Any) -> str:
-    """Renders an import or export (a function, an instance or a type) as WIT-like text."""
-    ty = item.ty if hasattr(item, "ty") else item
-    if isinstance(ty, types.FuncType):
-        params = ", ".join(f"{name}: {describe_type(t)}" for name, t in ty.params)
-        result = f" -> {describe_type(ty.result)}" if ty.result is not None else ""
-        return f"func({params}){result}"
-    if isinstance(ty, types.ResourceType):
-        return "resource"
-    return "type " + describe_type(ty)
-
+from dataclasses import dataclass
 
 Functions = dict[str, str]
 """Function name to signature; a function imported or exported on its own is named ``""``."""
 
 
-def functions_of(engine: wasmtime.Engine, item: Any) -> Functions:
-    """The functions an import or export carries, described.
+@dataclass(frozen=True)
+class Surface:
+    """Every import and export of a component, each name mapped to its functions."""
 
-    Interfaces are compared function by function: a plugin built against an older minor
-    version imports fewer functions, and that must still link. Named types are left out:
-    they appear inline in the functions that use them.
-    """
-    ty = item.ty
-    if isinstance(ty, types.FuncType):
-        return {"": describe_item(engine, ty)}
-    if isinstance(ty, types.ComponentInstanceType):
-        return {
-            name: describe_item(engine, member)
-            for name, member in ty.exports(engine).items()
-            if isinstance(member.ty, types.FuncType)
-        }
-    return {}
+    imports: dict[str, Functions]
+    exports: dict[str, Functions]
 
+    def to_json(self) -> dict[str, dict[str, Functions]]:
+        return {"imports": self.imports, "exports": self.exports}
 
-def component_surface(
-    engine: wasmtime.Engine, component: wasmtime.component.Component
-) -> tuple[dict[str, Functions], dict[str, Functions]]:
-    """A component's imports and exports, each name mapped to its functions."""
-    component_type = component.type
-    imports = {n: functions_of(engine, i) for n, i in component_type.imports(engine).items()}
-    exports = {n: functions_of(engine, i) for n, i in component_type.exports(engine).items()}
-    return imports, exports
+    @classmethod
+    def from_json(cls, data: object) -> Surface:
+        """Parses what `to_json` wrote (it crosses a process boundary); raises ValueError."""
+        if not isinstance(data, dict) or set(data) != {"imports", "exports"}:
+            raise ValueError("a surface has exactly imports and exports")
+        sides = []
+        for side in (data["imports"], data["exports"]):
+            if not isinstance(side, dict) or not all(
+                isinstance(name, str)
+                and isinstance(functions, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in functions.items())
+                for name, functions in side.items()
+            ):
+                raise ValueError("a surface maps names to functions to signatures")
+            sides.append(side)
+        return cls(imports=sides[0], exports=sides[1])

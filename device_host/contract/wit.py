@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from device_host.contract.interfaces import SELF_CHECK, WORLD_SPECS, granted_imports
+from device_host.contract.interfaces import SELF_CHECK
+from device_host.contract.worlds import WORLDS, granted_imports
 from device_host.manifest import Manifest
 
 _PACKAGE_DIRS = ("fleet", "demo")
@@ -25,7 +26,7 @@ def plugin_world(manifest: Manifest, *, self_check: bool) -> str:
     Granting is what makes an import appear: a plugin built this way imports only the
     interfaces its manifest names, so the host can refuse any component that imports more.
     """
-    spec = WORLD_SPECS[manifest.world]
+    spec = WORLDS[manifest.world]
     lines = ["package local:plugin;", "", "world plugin {", f"    include {spec.wit_name};"]
     lines += [
         f"    import {name};" for name in sorted(granted_imports(manifest) - spec.base_imports)

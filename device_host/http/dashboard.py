@@ -4,36 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from device_host.errors import PluginTrap, PluginUnavailable
+from device_host.errors import NoSensorReading, PluginTrap, PluginUnavailable
 from device_host.host import DeviceHost
 from device_host.http.pages import error_page
+from device_host.http.security import (
+    Page,
+    forwarded_request_headers,
+    page_grants,
+    plugin_response,
+)
 from device_host.plugins.slot import PluginSlot
-from device_host.runtime import HttpRequest, HttpResponse, LoadedVersion
-from device_host.runtime.exports import demo_render, handle_http
-from device_host.runtime.instance import PluginInstance
+from device_host.runtime import HttpRequest, HttpResponse, LoadedVersion, Reading
 
 MOUNT_HEADER = "x-forwarded-prefix"
 """Tells a plugin where it is mounted ("" at the root), so it can build absolute links."""
 STARTUP_WAIT_S = 10.0
 """How long a request that arrives while the host starts waits for its plugin to load."""
-DASHBOARD_WORLDS = frozenset({"dashboard", "demo:dashboard-plugin"})
-_DROPPED_HEADERS = frozenset(
-    {"connection", "content-length", "keep-alive", "set-cookie", "transfer-encoding", "upgrade"}
-)
 
 
-class NoFreshReading(Exception):
-    """A demo dashboard renders the current reading, and there is none."""
+RETRY_SAFE_METHODS = frozenset({"GET", "HEAD"})
+"""Requests a plugin version in probation may hand to its predecessor if it traps."""
 
 
 class DashboardRoutes:
-    def __init__(self, host: DeviceHost, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, host: DeviceHost) -> None:
         self._host = host
-        self._executor = executor
 
     def add_to(self, app: web.Application) -> None:
         """Adds the plugin routes; add them last, as the root dashboard takes every other path."""
@@ -73,47 +71,36 @@ class DashboardRoutes:
             return error_page(503, "Starting", f"The device host is still loading {name}.")
         if slot is None:
             return error_page(404, "No such plugin", f"This device has no plugin named {name}.")
-        if version is not None and version.manifest.world not in DASHBOARD_WORLDS:
+        if version is not None and not version.world.serves_pages:
             return error_page(404, "Not a dashboard", f"Plugin {name} has no pages.")
         plugin_request = HttpRequest(
             method=request.method,
             path=path,
             query=request.query_string,
-            headers=[
-                *((k.lower(), v) for k, v in request.headers.items()),
-                (MOUNT_HEADER, mount),
-            ],
+            headers=forwarded_request_headers(request.headers.items(), MOUNT_HEADER, mount),
             body=await request.read(),
         )
 
-        def work(version: LoadedVersion, instance: PluginInstance) -> HttpResponse:
-            return self._call(version, instance, plugin_request)
+        def work(version: LoadedVersion) -> HttpResponse:
+            return version.respond(plugin_request, self._demo_reading)
 
-        loop = asyncio.get_running_loop()
         try:
-            reply = await loop.run_in_executor(self._executor, slot.call, work)
+            submitted = slot.submit(work, retry_safe=request.method in RETRY_SAFE_METHODS)
+            reply = await asyncio.wrap_future(submitted)
         except PluginUnavailable as exc:
             return error_page(503, "Plugin unavailable", str(exc))
         except PluginTrap as trap:
             return error_page(500, f"Plugin {name} was stopped", f"{trap.kind}: {trap.detail}")
-        except NoFreshReading:
+        except NoSensorReading:
             return error_page(503, "No sensor reading", "The sensor has no current reading.")
-        response = web.Response(status=reply.status, body=reply.body)
-        for key, value in reply.headers:
-            if key.lower() not in _DROPPED_HEADERS:
-                response.headers[key] = value
-        return response
-
-    def _call(
-        self, version: LoadedVersion, instance: PluginInstance, request: HttpRequest
-    ) -> HttpResponse:
-        if version.manifest.world == "dashboard":
-            return handle_http(instance, version.entry_interface, request)
-        stale_after_s = self._host.config.sensor.stale_after_s
-        latest = self._host.readings.current(stale_after_s, time.time())
-        if latest is None:
-            raise NoFreshReading
-        html = demo_render(
-            instance, version.entry_interface, latest.temperature_c, latest.humidity_pct
+        page = Page(name, mount, page_grants(mount, version.world if version else None))
+        return plugin_response(
+            request, page, (reply.status, reply.headers, reply.body), self._host.metrics
         )
-        return HttpResponse(200, [("content-type", "text/html; charset=utf-8")], html.encode())
+
+    def _demo_reading(self) -> Reading | None:
+        """What the original demo's dashboards render: the freshest reading there is."""
+        latest = self._host.readings.demo_reading(
+            self._host.config.sensor.stale_after_s, time.time()
+        )
+        return None if latest is None else (latest.temperature_c, latest.humidity_pct)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from device_host.errors import PluginLoadError
@@ -17,37 +19,56 @@ from device_host.storage.digest import file_sha256
 
 log = logging.getLogger(__name__)
 
+KeepSource = Callable[[], Iterable[str]]
+"""Names sha256s of components that must stay compiled, e.g. the agent's last good releases."""
+
 
 class PluginManager:
     """Loads versions off the request path and swaps them into their slots.
 
     Loads run one at a time: compiling a component takes hundreds of MB, and a device
-    must not do two at once.
+    must not do two at once. With ``prune_compiled`` the compiled cache is pruned after
+    every install and removal to what `referenced_sha256s` names; leave it off for a
+    cache directory that other hosts share.
     """
 
     def __init__(
-        self, context: LoadContext, policy: QuarantinePolicy, events: EventLog, metrics: Metrics
+        self,
+        context: LoadContext,
+        policy: QuarantinePolicy,
+        events: EventLog,
+        metrics: Metrics,
+        *,
+        prune_compiled: bool = False,
     ) -> None:
         self._context = context
         self._policy = policy
         self.events = events
         self._metrics = metrics
+        self._prune_compiled = prune_compiled
         self._slots: dict[str, PluginSlot] = {}
         self._guest_logs: dict[str, GuestLog] = {}
+        self._live: weakref.WeakSet[LoadedVersion] = weakref.WeakSet()
+        self._keep_sources: list[KeepSource] = []
         self._lock = threading.Lock()
         self._install_lock = threading.Lock()
 
     def install(self, manifest: Manifest, wasm_path: Path) -> LoadedVersion:
-        """Loads and swaps in a version; on failure the serving version stays and this raises."""
+        """Loads and swaps in a version; on failure the serving version stays and this raises.
+
+        Installing the bytes and manifest already serving changes nothing but clears the
+        slot's load error: the refused file it recorded has been put back.
+        """
         slot = self.slot_for(manifest.name)
         with self._install_lock:
-            current = slot.version
-            if (
-                current is not None
-                and current.manifest == manifest
-                and _same_bytes(current, wasm_path)
-            ):
-                return current
+            if _serving(slot, manifest, wasm_path):
+                slot.clear_load_error()
+                return slot.version  # type: ignore[return-value]
+            conflict = self._gpio_conflict(manifest)
+            if conflict is not None:
+                log.error("refused %s: %s", manifest.label, conflict)
+                slot.refuse(manifest.version, conflict)
+                raise PluginLoadError(manifest.name, manifest.version, conflict)
             try:
                 version = load_version(
                     self._context, manifest, wasm_path, self._guest_log(manifest.name)
@@ -56,7 +77,10 @@ class PluginManager:
                 log.error("refused %s: %s", manifest.label, exc.reason)
                 slot.refuse(manifest.version, exc.reason)
                 raise
+            with self._lock:
+                self._live.add(version)
             slot.swap(version)
+            self._prune()
         log.info(
             "%s is serving (sha256 %s, %s in %.0f ms)",
             manifest.label,
@@ -77,6 +101,24 @@ class PluginManager:
         if slot is not None:
             slot.clear()
             log.info("plugin %s removed", name)
+            with self._install_lock:
+                self._prune()
+
+    def keep_referenced_by(self, source: KeepSource) -> None:
+        """Adds ``source`` to what pruning keeps; it is asked before every prune."""
+        with self._lock:
+            self._keep_sources.append(source)
+
+    def referenced_sha256s(self) -> set[str]:
+        """Components this host may run again: every version still alive (serving, or
+        finishing calls after a swap) and whatever the keep sources name."""
+        with self._lock:
+            keep = {version.sha256 for version in self._live}
+            sources = list(self._keep_sources)
+        keep.update(slot.version.sha256 for slot in self.slots() if slot.version is not None)
+        for source in sources:
+            keep.update(source())
+        return keep
 
     def slot(self, name: str) -> PluginSlot | None:
         with self._lock:
@@ -98,13 +140,50 @@ class PluginManager:
         for slot in self.slots():
             slot.clear()
 
+    def _gpio_conflict(self, manifest: Manifest) -> str | None:
+        """Why ``manifest`` may not drive its output pins: another installed plugin does."""
+        wanted = manifest.capabilities.gpio_out_pins
+        for slot in self.slots():
+            other = slot.version
+            if slot.name == manifest.name or other is None:
+                continue
+            shared = sorted(wanted & other.manifest.capabilities.gpio_out_pins)
+            if shared:
+                pins = ", ".join(str(pin) for pin in shared)
+                plural = "s" if len(shared) > 1 else ""
+                return (
+                    f"gpio out pin{plural} {pins} already granted to plugin {other.manifest.label}"
+                )
+        return None
+
+    def _prune(self) -> None:
+        """Deletes compiled components nothing references; called under the install lock."""
+        if not self._prune_compiled:
+            return
+        try:
+            keep = self.referenced_sha256s()
+        except Exception:
+            log.exception("not pruning the compiled cache: cannot tell what is still needed")
+            return
+        try:
+            removed = self._context.artifacts.prune(keep)
+        except OSError as exc:
+            log.warning("cannot prune the compiled cache: %s", exc)
+            return
+        if removed:
+            log.info("pruned %d compiled components no longer referenced", len(removed))
+
     def _guest_log(self, name: str) -> GuestLog:
         with self._lock:
             return self._guest_logs.setdefault(name, GuestLog(name))
 
 
-def _same_bytes(version: LoadedVersion, wasm_path: Path) -> bool:
+def _serving(slot: PluginSlot, manifest: Manifest, wasm_path: Path) -> bool:
+    """Whether ``slot`` already serves this manifest with the bytes at ``wasm_path``."""
+    current = slot.version
+    if current is None or current.manifest != manifest:
+        return False
     try:
-        return file_sha256(wasm_path) == version.sha256
+        return file_sha256(wasm_path) == current.sha256
     except OSError:
         return False

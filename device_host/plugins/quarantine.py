@@ -15,6 +15,8 @@ class QuarantinePolicy:
     base_backoff_s: float = 10.0
     max_backoff_s: float = 300.0
     forgive_after_s: float = 600.0
+    probation_s: float = 60.0
+    """How long a replaced version stays warm to answer for a new one that traps."""
 
 
 class Quarantine:

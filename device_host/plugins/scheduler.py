@@ -1,4 +1,8 @@
-"""Runs the periodic plugins: automation ticks, and polls of the demo's sensor plugins."""
+"""Runs the periodic plugins: automation ticks, and polls of the demo's sensor plugins.
+
+Ticks run on threads of lower CPU priority than requests: a plugin spinning through its
+whole budget every tick must not take the cores that serve pages.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from device_host.errors import PluginTrap, PluginUnavailable
+from device_host.logs import OncePerWindow
+from device_host.metrics import Metrics
 from device_host.plugins.manager import PluginManager
+from device_host.plugins.priority import TICK_NICENESS, set_thread_niceness
 from device_host.plugins.slot import PluginSlot
-from device_host.readings import ReadingHistory, RecordedReading
-from device_host.runtime import LoadedVersion
-from device_host.runtime.exports import demo_poll, tick
-from device_host.runtime.instance import PluginInstance
+from device_host.readings import ReadingHistory, ReadingRefused
+from device_host.runtime import LoadedVersion, PeriodicOutcome
 
 log = logging.getLogger(__name__)
-
-PERIODIC_WORLDS = frozenset({"automation", "demo:sensor-plugin"})
-DEMO_SENSOR_POLL_S = 3.0
-"""How often the original demo polled its sensor plugin."""
 
 
 class TickScheduler:
@@ -30,13 +31,18 @@ class TickScheduler:
         self,
         manager: PluginManager,
         readings: ReadingHistory,
+        metrics: Metrics,
         clock: Callable[[], float] = time.time,
         workers: int = 2,
     ) -> None:
         self._manager = manager
         self._readings = readings
+        self._metrics = metrics
+        self._refusals = OncePerWindow(log)
         self._clock = clock
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tick")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="tick", initializer=_lower_priority
+        )
         self._next_due: dict[str, float] = {}
         self._running: set[str] = set()
         self._lock = threading.Lock()
@@ -57,13 +63,13 @@ class TickScheduler:
             now = time.monotonic()
             for slot in self._manager.slots():
                 version = slot.version
-                if version is None or version.manifest.world not in PERIODIC_WORLDS:
+                if version is None or not version.world.periodic:
                     continue
                 with self._lock:
                     if slot.name in self._running or now < self._next_due.get(slot.name, 0.0):
                         continue
                     self._running.add(slot.name)
-                    self._next_due[slot.name] = now + _interval(version)
+                    self._next_due[slot.name] = now + version.period_s
                 self._executor.submit(self._run_one, slot)
 
     def _run_one(self, slot: PluginSlot) -> None:
@@ -79,24 +85,28 @@ class TickScheduler:
             with self._lock:
                 self._running.discard(slot.name)
 
-    def _work(self, version: LoadedVersion, instance: PluginInstance) -> str | None:
+    def _work(self, version: LoadedVersion) -> str | None:
         """One tick or poll; returns the plugin's error, if it reported one."""
-        manifest = version.manifest
-        if manifest.world == "automation":
-            return tick(instance, version.entry_interface, int(self._clock() * 1000))
-        for reading in demo_poll(instance, version.entry_interface):
-            self._readings.add(
-                RecordedReading(
-                    source=f"{manifest.name}:{reading.sensor_id}",
-                    temperature_c=round(reading.temperature, 2),  # f32 noise, not precision
-                    humidity_pct=round(reading.humidity, 2),
-                    taken_at=reading.timestamp_ms / 1000,
+        now = self._clock()
+        outcome: PeriodicOutcome = version.run_periodic(int(now * 1000))
+        name = version.manifest.name
+        for reading in outcome.readings:
+            try:
+                self._readings.record_plugin(
+                    name,
+                    reading.sensor_id,
+                    reading.temperature,
+                    reading.humidity,
+                    reading.timestamp_ms / 1000,
+                    now,
                 )
-            )
-        return None
+            except ReadingRefused as refused:
+                self._metrics.inc(
+                    "plugin_readings_refused_total", plugin=name, reason=str(refused.reason)
+                )
+                self._refusals.warning(name, str(refused))
+        return outcome.error
 
 
-def _interval(version: LoadedVersion) -> float:
-    if version.manifest.world == "demo:sensor-plugin":
-        return DEMO_SENSOR_POLL_S
-    return float(version.manifest.limits.tick_interval_s)
+def _lower_priority() -> None:
+    set_thread_niceness(TICK_NICENESS)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from device_host.errors import ManifestError, PluginLoadError
 from device_host.manifest import load_manifest
+from device_host.plugins.events import EventKind
 from device_host.plugins.manager import PluginManager
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ class PluginDirectoryWatcher:
         self._seen: dict[Path, Stamp] = {}
         self._loaded: dict[Path, Stamp] = {}
         self._names: dict[Path, str] = {}
+        self._problems: dict[str, str] = {}
+        """Folders that are not a plugin at all (no valid manifest): no slot, no plugin."""
         self._stop = threading.Event()
         self._first_pass_done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="plugin-watcher", daemon=True)
@@ -45,6 +48,10 @@ class PluginDirectoryWatcher:
     def caught_up(self) -> bool:
         """Whether the first pass over the directory has finished."""
         return self._first_pass_done.is_set()
+
+    def status(self) -> dict[str, object]:
+        """What /healthz shows about the directory itself, apart from the plugins in it."""
+        return {"directory": str(self._directory), "problems": dict(self._problems)}
 
     def stop(self) -> None:
         self._stop.set()
@@ -68,15 +75,21 @@ class PluginDirectoryWatcher:
             self._install(folder, manifest_path)
         for folder in set(self._names) - present:
             self._manager.remove(self._names.pop(folder))
+        for folder in set(self._seen) - present:
             self._seen.pop(folder, None)
             self._loaded.pop(folder, None)
+            self._problems.pop(folder.name, None)
 
     def _install(self, folder: Path, manifest_path: Path) -> None:
         try:
             manifest = load_manifest(manifest_path)
         except ManifestError as exc:
-            self._manager.refuse(folder.name, "?", str(exc))
+            reason = str(exc)
+            self._problems[folder.name] = reason
+            log.error("plugin folder %s refused: %s", folder, reason)
+            self._manager.events.add(folder.name, "-", EventKind.REFUSED, f"folder: {reason}")
             return
+        self._problems.pop(folder.name, None)
         self._names[folder] = manifest.name
         wasm = folder / manifest.component
         if not wasm.is_file():

@@ -37,7 +37,7 @@ class ControlLoop(exports.ControlLoop):
             temperature_c = dht22.read(SENSOR_PIN).temperature_c
         except Err as err:
             raise Err(f"sensor read failed ({wit_name(err)}); fan left as it was") from None
-        state = json.loads(kv.get(STATE_KEY) or b'{"fan_on": false, "switches": 0}')
+        state = json.loads(kv.get(STATE_KEY) or '{"fan_on": false, "switches": 0}')
         fan_on = fan_should_run(state["fan_on"], temperature_c)
         try:
             # Driven every tick, not only on a switch: after a host restart the pin starts
@@ -53,6 +53,6 @@ class ControlLoop(exports.ControlLoop):
                 f" (switch #{state['switches']})",
             )
             try:
-                kv.set(STATE_KEY, json.dumps(state).encode())
+                kv.set(STATE_KEY, json.dumps(state))
             except Err as err:
                 raise Err(f"fan switched, but its state was not saved: {wit_name(err)}") from None

@@ -31,13 +31,13 @@ def test_the_agents_client_enrolls_heartbeats_and_downloads(live_server, approve
     client = ControlPlaneClient(live_server.url)
 
     enrolled = client.enroll(secret, "pi-e2e", "0.1.0", "")
-    client.token = enrolled["device_token"]
+    client.token = enrolled.device_token
     answer = client.heartbeat(
         {"host_version": "0.1.0", "plugins": [], "readings": [], "events": []}
     )
 
-    statement = verify(answer["desired"], trusted(), DESIRED_STATE_TYPE)
-    assert statement["device_id"] == enrolled["device_id"]
+    statement = verify(answer.desired, trusted(), DESIRED_STATE_TYPE)
+    assert statement["device_id"] == enrolled.device_id
     release = Release.from_envelope(statement["releases"][0], trusted())
     component = ArtifactStore(tmp_path / "artifacts").fetch(release, client)
     assert component.read_bytes() == hello.component

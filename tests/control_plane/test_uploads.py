@@ -18,6 +18,7 @@ from control_plane.plugins.models import Plugin, PluginVersion
 from control_plane.plugins.services import upload_plugin_version
 from device_host.manifest import load_manifest
 from tests.control_plane.conftest import manifest_text
+from tests.runtime.wat_components import memory_hog
 
 pytestmark = pytest.mark.django_db
 
@@ -265,3 +266,19 @@ def test_skip_existing_refuses_a_version_republished_with_other_bytes(build, hel
 
     with pytest.raises(CommandError, match="already uploaded with a different component"):
         call_command("publish_plugin", str(other), "--skip-existing")
+
+
+def test_a_component_whose_memories_exceed_the_memory_cap_is_refused_naming_the_total(
+    artifacts, tmp_path
+):
+    hog = memory_hog(tmp_path / "hog.wasm", memories=8, pages=1000).read_bytes()
+
+    errors = refusal(component=hog, manifest_text=manifest_text())
+
+    assert errors == {
+        "component": [
+            "plugin hello 1.0.0: declares 8 linear memories of 500.0 MiB and tables of 0 KiB "
+            "at start, 500.0 MiB in all, more than its memory-mib = 64"
+        ]
+    }
+    assert artifacts() == [] and not PluginVersion.objects.exists()

@@ -89,45 +89,58 @@ def test_2_a_new_version_is_pushed_and_swapped_in(fleet, build):
     assert time.monotonic() - started < 60
 
 
-def test_3_a_tampered_artifact_is_refused_and_the_old_version_keeps_serving(fleet, build):
+def test_3_a_corrupted_download_is_retried_not_refused_and_installs_once_repaired(fleet, build):
     folder = _hello_version(build, 3)
     _publish(fleet, build, 3, "--approve")
+    artifact = _artifact(fleet, folder)
+    good = artifact.read_bytes()
     other = (_hello_version(build, 4) / "hello.wasm").read_bytes()
-    _artifact(fleet, folder).write_bytes(zstandard.ZstdCompressor().compress(other))
+    artifact.write_bytes(zstandard.ZstdCompressor().compress(other))
 
     fleet.control_plane.manage("assign_release", "hello", "3.0.0", "all")
 
     for device in fleet.devices:
-        reason = wait_until(lambda d=device: _load_error(d), 60, "a refusal")
-        assert "signed" in reason
+        problem = wait_until(lambda d=device: _download_problem(d, "3.0.0"), 60, "a retry")
+        assert "signed" in problem
+        assert _load_error(device) is None
+        assert "hello" not in _agent_state(device)["held"]
         assert _hello(device) == (200, "hello from version 2")
+    artifact.write_bytes(good)
+    _wait_serving(fleet.devices, "hello from version 3")
 
 
-def test_4_a_truncated_download_is_refused(fleet, build):
+def test_4_a_truncated_download_is_retried_and_installs_once_repaired(fleet, build):
     folder = _hello_version(build, 4)
     _publish(fleet, build, 4, "--approve")
     artifact = _artifact(fleet, folder)
-    artifact.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
+    good = artifact.read_bytes()
+    artifact.write_bytes(good[: len(good) // 2])
 
     fleet.control_plane.manage("assign_release", "hello", "4.0.0", "all")
 
     for device in fleet.devices:
-        wait_until(lambda d=device: "4.0.0" in json.dumps(d.healthz()["events"][-3:]), 60)
-        assert _hello(device) == (200, "hello from version 2")
-        assert "hello" in _agent_state(device)["failed_serials"]
+        wait_until(lambda d=device: _download_problem(d, "4.0.0"), 60, "a retry")
+        assert _hello(device) == (200, "hello from version 3")
+    artifact.write_bytes(good)
+    _wait_serving(fleet.devices, "hello from version 4")
 
 
-def test_5_an_oversized_download_is_refused_before_it_fills_the_disk(fleet, build):
+def test_5_an_oversized_download_stops_at_the_signed_size_and_is_retried(fleet, build):
     folder = _hello_version(build, 5)
     _publish(fleet, build, 5, "--approve")
+    artifact = _artifact(fleet, folder)
+    good = artifact.read_bytes()
     original = (folder / "hello.wasm").read_bytes()
-    _artifact(fleet, folder).write_bytes(zstandard.ZstdCompressor().compress(original + original))
+    artifact.write_bytes(zstandard.ZstdCompressor().compress(original + original))
 
     fleet.control_plane.manage("assign_release", "hello", "5.0.0", "all")
 
     for device in fleet.devices:
-        wait_until(lambda d=device: "larger than the signed" in (_load_error(d) or ""), 60)
-        assert _hello(device) == (200, "hello from version 2")
+        problem = wait_until(lambda d=device: _download_problem(d, "5.0.0"), 60, "a retry")
+        assert "larger than the signed" in problem
+        assert _hello(device) == (200, "hello from version 4")
+    artifact.write_bytes(good)
+    _wait_serving(fleet.devices, "hello from version 5")
 
 
 def test_6_a_push_signed_by_an_untrusted_key_is_refused(fleet):
@@ -136,7 +149,7 @@ def test_6_a_push_signed_by_an_untrusted_key_is_refused(fleet):
     statement = desired_state_statement(state["device_id"], state["desired_sequence"] + 100, [])
 
     assert _push(device, sign(statement, Ed25519PrivateKey.generate())) == 403
-    assert _hello(device) == (200, "hello from version 2")
+    assert _hello(device) == (200, "hello from version 5")
 
 
 def test_7_a_replayed_older_serial_is_refused(fleet):
@@ -148,7 +161,7 @@ def test_7_a_replayed_older_serial_is_refused(fleet):
     assert _push(device, sign(statement, _fleet_key(fleet))) == 202
 
     wait_until(lambda: "rollback protection" in (_load_error(device) or ""), 30)
-    assert _hello(device) == (200, "hello from version 2")
+    assert _hello(device) == (200, "hello from version 5")
 
 
 def test_8_devices_keep_serving_while_the_control_plane_is_down_and_converge_after(fleet, build):
@@ -157,7 +170,7 @@ def test_8_devices_keep_serving_while_the_control_plane_is_down_and_converge_aft
     time.sleep(3)  # several missed heartbeats
 
     for device in fleet.devices:
-        assert _hello(device) == (200, "hello from version 2")
+        assert _hello(device) == (200, "hello from version 5")
 
     fleet.control_plane.start()
     fleet.control_plane.manage("assign_release", "hello", "6.0.0", "all")
@@ -203,6 +216,74 @@ def test_10_a_release_that_keeps_trapping_is_reverted_and_reported(fleet, build)
         return int(output.strip().splitlines()[-1])
 
     wait_until(lambda: reverts_reported() >= len(fleet.devices), 30, "reverts reported")
+
+
+def test_11_a_reverted_release_is_installed_again_when_a_later_desired_state_asks(fleet):
+    reverted_at = {d.url: _agent_state(d)["held"]["ticker"]["sequence"] for d in fleet.devices}
+    _unassign(fleet, "ticker", "2.0.0")
+
+    fleet.control_plane.manage("assign_release", "ticker", "2.0.0", "all")
+
+    for device in fleet.devices:
+        wait_until(
+            lambda d=device: (
+                _agent_state(d)["held"].get("ticker", {}).get("sequence", 0) > reverted_at[d.url]
+            ),
+            120,
+            "the release installed again (and, still broken, reverted again)",
+        )
+        assert _agent_state(device)["held"]["ticker"]["why"] == "reverted"
+
+
+def test_12_a_release_unassigned_and_assigned_again_is_installed_again(fleet):
+    _unassign(fleet, "hello")
+    for device in fleet.devices:
+        wait_until(lambda d=device: _plugin_state(d, "hello") == (None, None), 60, "removal")
+
+    fleet.control_plane.manage("assign_release", "hello", "7.0.0", "all")
+
+    _wait_serving(fleet.devices, "hello from version 7")
+    for device in fleet.devices:
+        assert _load_error(device) is None
+
+
+def test_13_pushes_converge_on_the_highest_accepted_sequence(fleet):
+    """Runs last: the device is left ahead of the control plane's sequence."""
+    device = fleet.devices[0]
+    state = _agent_state(device)
+    releases = [record["envelope"] for record in state["releases"].values()]
+    newer = state["desired_sequence"] + 10
+    key = _fleet_key(fleet)
+
+    def signed(sequence: int, envelopes: list[dict[str, str]]) -> dict[str, str]:
+        return sign(desired_state_statement(state["device_id"], sequence, envelopes), key)
+
+    assert _push(device, signed(newer, releases)) == 202
+    assert _push(device, signed(newer - 1, [])) == 409
+
+    wait_until(lambda: _agent_state(device)["desired_sequence"] == newer, 30, "the newer state")
+    assert device.healthz()["agent"]["accepted_sequence"] == newer
+    assert _hello(device) == (200, "hello from version 7")
+
+
+def _unassign(fleet, plugin: str, version: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Deletes the assignments of ``version`` (of every version if None) of ``plugin``."""
+    versions = "" if version is None else f", plugin_version__version={version!r}"
+    fleet.control_plane.manage(
+        "shell",
+        "-c",
+        "from control_plane.rollouts.models import Assignment;"
+        "from control_plane.rollouts.services import delete_assignment;"
+        "[delete_assignment(assignment=a) for a in Assignment.objects.filter("
+        f"plugin_version__plugin__name={plugin!r}{versions})]",
+    )
+
+
+def _download_problem(device, version: str) -> str | None:  # type: ignore[no-untyped-def]
+    for key, problem in device.healthz()["agent"]["problems"].items():
+        if key.startswith(f"download hello {version}"):
+            return str(problem["message"])
+    return None
 
 
 def _plugin_state(device, name: str) -> tuple[str | None, str | None]:  # type: ignore[no-untyped-def]

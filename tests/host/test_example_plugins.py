@@ -71,7 +71,7 @@ def test_a_plugin_written_for_the_original_demo_renders_the_latest_reading(host)
 def test_a_sensor_plugin_of_the_original_demo_is_polled_into_the_readings(host):
     def demo_history():  # type: ignore[no-untyped-def]
         history = json.loads(http_get(f"{host.url}/api/readings")[1])["history"]
-        return history.get("demo-sensor:dht22-gpio4")
+        return history.get("demo-sensor/dht22-gpio4")
 
     readings = wait_until(demo_history, timeout=15, what="a reading polled from demo-sensor")
 

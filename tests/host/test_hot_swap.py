@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.support import HostProcess, http_get, place_plugin, wait_until
+from tests.support import Hammer, HostProcess, http_get, place_plugin, wait_until
 
 
 def _replace_component(built: Path, folder: Path) -> None:
@@ -20,37 +18,6 @@ def _replace_component(built: Path, folder: Path) -> None:
     shutil.copyfile(built / "hello.wasm", staged)
     shutil.copyfile(built / "manifest.toml", folder / "manifest.toml")
     os.replace(staged, folder / "hello.wasm")
-
-
-class Hammer:
-    """Clients requesting the page in a loop until stopped; records every answer."""
-
-    def __init__(self, url: str, clients: int = 4) -> None:
-        self.url = url
-        self.answers: Counter[tuple[int, str]] = Counter()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
-
-    def __enter__(self) -> Hammer:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 120
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                answer = http_get(self.url, timeout=10)
-            except OSError as error:
-                answer = (0, repr(error))
-            with self._lock:
-                self.answers[answer] += 1
 
 
 def _wait_for_body(host: HostProcess, body: str, timeout: float = 60.0) -> None:

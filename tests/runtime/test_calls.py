@@ -11,7 +11,7 @@ import wasmtime
 from wasmtime.component import Component, Variant
 
 from device_host.errors import BlockingCallForbidden, TrapKind
-from device_host.runtime.calls import classify_failure, split_result
+from device_host.runtime._calls import classify_failure, split_result
 
 SHAPES_WIT = """
 package test:shapes;

@@ -11,7 +11,7 @@ import wasmtime
 from device_host.errors import PluginLoadError
 from device_host.manifest import load_manifest, parse_manifest
 from device_host.runtime import GuestLog, LoadContext, load_version
-from device_host.runtime.exports import HttpRequest, handle_http
+from device_host.runtime._exports import HttpRequest
 from tests.support import REPO, TEST_PLUGINS, build_against
 
 WIT = REPO / "wit"
@@ -38,9 +38,7 @@ def test_a_built_plugin_loads_and_answers(load_context, build):
     folder = build("hello")
     version = _load(load_context, folder / "hello.wasm", load_manifest(folder / "manifest.toml"))
 
-    reply = version.run(
-        lambda instance: handle_http(instance, version.entry_interface, HttpRequest("GET", "/"))
-    )
+    reply = version.respond(HttpRequest("GET", "/"), lambda: None)
 
     assert (reply.status, reply.body) == (200, b"hello from version 1")
     version.retire()
@@ -141,9 +139,7 @@ def test_a_plugin_built_against_an_older_minor_contract_still_loads(load_context
     wasm = build_against(wit, "fleet:plugin/older", source, tmp_path / "older.wasm")
 
     version = _load(load_context, wasm, _manifest(dht22=[4]))
-    reply = version.run(
-        lambda instance: handle_http(instance, version.entry_interface, HttpRequest("GET", "/"))
-    )
+    reply = version.respond(HttpRequest("GET", "/"), lambda: None)
 
     assert reply.status == 200
     assert 5.0 < float(reply.body) < 40.0

@@ -14,8 +14,8 @@ from device_host.plugins.events import EventLog
 from device_host.plugins.quarantine import QuarantinePolicy
 from device_host.plugins.slot import PluginSlot
 from device_host.runtime import GuestLog, load_version
-from device_host.runtime.exports import HttpRequest, handle_http
-from device_host.runtime.pool import InstancePool
+from device_host.runtime._exports import HttpRequest
+from device_host.runtime._pool import InstancePool
 
 
 @pytest.fixture
@@ -31,8 +31,8 @@ def hello(load_context, build):
     version.retire()
 
 
-def _page(version, instance) -> bytes:  # type: ignore[no-untyped-def]
-    return handle_http(instance, version.entry_interface, HttpRequest("GET", "/")).body
+def _page(version) -> bytes:  # type: ignore[no-untyped-def]
+    return version.respond(HttpRequest("GET", "/"), lambda: None).body
 
 
 def _hold(pool: InstancePool, release: threading.Event) -> threading.Thread:
@@ -86,7 +86,33 @@ def test_a_busy_pool_answers_unavailable_after_its_wait(hello):
     holder.join(5)
 
 
-def test_a_call_waiting_during_a_swap_is_served_by_the_new_version(hello, load_context, build):
+def test_a_caller_waiting_when_a_newer_version_takes_over_is_redirected(hello):
+    pool = InstancePool(hello.new_instance, size=1, wait_s=10)
+    release = threading.Event()
+    holder = _hold(pool, release)
+    outcome: list[BaseException] = []
+
+    def wait_for_instance() -> None:
+        try:
+            pool.run(lambda _instance: None)
+        except VersionRetired as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait_for_instance)
+    waiter.start()
+    time.sleep(0.2)
+    pool.redirect_waiters()
+    waiter.join(5)
+    release.set()
+    holder.join(5)
+
+    assert len(outcome) == 1
+    assert pool.run(lambda _instance: "still serves later calls") == "still serves later calls"
+
+
+def test_after_a_swap_calls_go_to_the_new_version_and_the_old_one_stays_warm(
+    hello, load_context, build
+):
     slot = PluginSlot("hello", QuarantinePolicy(), EventLog(), Metrics())
     slot.swap(hello)
     folder = build("hello", replace={"version 1": "version 2"}, version="2.0.0", label="hello-v2")
@@ -96,26 +122,13 @@ def test_a_call_waiting_during_a_swap_is_served_by_the_new_version(hello, load_c
         folder / "hello.wasm",
         GuestLog("hello"),
     )
-    release = threading.Event()
-    holders = [
-        threading.Thread(target=slot.call, args=(lambda v, i: release.wait(10),)) for _ in range(2)
-    ]
-    for thread in holders:
-        thread.start()
-    time.sleep(0.3)  # both of version 1's instances are now busy
-    answers: list[bytes] = []
-    waiter = threading.Thread(target=lambda: answers.append(slot.call(_page)))
-    waiter.start()
-    time.sleep(0.2)
 
     slot.swap(newer)
-    waiter.join(5)
-    release.set()
-    for thread in holders:
-        thread.join(5)
 
-    assert answers == [b"hello from version 2"]
-    newer.retire()
+    assert slot.call(_page) == b"hello from version 2"
+    assert slot.to_json()["probation"]["fallback_version"] == hello.manifest.version
+    assert hello.respond(HttpRequest("GET", "/"), lambda: None).body == b"hello from version 1"
+    slot.clear()
 
 
 def test_parallel_calls_use_separate_instances(hello):
@@ -126,7 +139,8 @@ def test_parallel_calls_use_separate_instances(hello):
         seen.add(id(instance))
         barrier.wait(5)
 
-    threads = [threading.Thread(target=hello.run, args=(work,)) for _ in range(2)]
+    pool = InstancePool(hello.new_instance, size=2, wait_s=10)
+    threads = [threading.Thread(target=pool.run, args=(work,)) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

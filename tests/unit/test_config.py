@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from device_host.config import load_config
 from device_host.errors import ConfigError
+from tests.support import REPO
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -90,3 +92,13 @@ def test_a_bad_setting_fails_at_start_up_naming_the_key(tmp_path, text, environ,
         load_config(_write(tmp_path, text), environ=environ)
 
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_file_loads(path, monkeypatch):
+    for name in [k for k in os.environ if k.startswith("DEVICE_HOST_")]:
+        monkeypatch.delenv(name)
+
+    config = load_config(path)
+
+    assert config.server.port > 0

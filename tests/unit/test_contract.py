@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from device_host.contract import plugin_world
 from device_host.contract.generate import generate_reference
-from device_host.contract.interfaces import compatibility_key, granted_imports
+from device_host.contract.interfaces import compatibility_key
 from device_host.contract.reference import REFERENCE_PATH
+from device_host.contract.wit import plugin_world
+from device_host.contract.worlds import granted_imports
 from device_host.manifest import parse_manifest
 
 

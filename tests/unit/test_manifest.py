@@ -25,6 +25,20 @@ def test_a_minimal_manifest_gets_defaults():
     assert (manifest.limits.memory_mib, manifest.limits.call_timeout_ms) == (64, 250)
 
 
+def test_a_plugin_may_write_64_kib_a_minute_to_its_store_unless_it_declares_otherwise():
+    default = parse_manifest(VALID)
+    declared = parse_manifest({**VALID, "limits": {"kv-write-bytes-per-min": 4096}})
+
+    assert default.limits.kv_write_bytes_per_min == 64 << 10
+    assert declared.limits.kv_write_bytes_per_min == 4096
+
+
+def test_the_write_budget_survives_the_round_trip_through_manifest_data():
+    manifest = parse_manifest({**VALID, "limits": {"kv-write-bytes-per-min": 4096}})
+
+    assert parse_manifest(manifest.to_data()) == manifest
+
+
 def test_grants_are_described_for_people():
     manifest = parse_manifest(
         {**VALID, "capabilities": {"dht22": [4], "gpio-out": [17, 27], "kv-quota-bytes": 512}}
@@ -52,6 +66,11 @@ def test_grants_are_described_for_people():
         ({"capabilities": {"kv-quota-bytes": 1 << 30}}, "kv-quota-bytes must be 0..1048576"),
         ({"limits": {"memory-mib": 8}}, "memory-mib must be 16..512"),
         ({"limits": {"call-timeout-ms": 0}}, "call-timeout-ms must be 10..10000"),
+        (
+            {"limits": {"kv-write-bytes-per-min": 1 << 30}},
+            "kv-write-bytes-per-min must be 1024..1048576",
+        ),
+        ({"limits": {"kv-write-bytes-per-min": "lots"}}, "kv-write-bytes-per-min must be"),
         ({"world": "demo:sensor-plugin"}, "a demo:sensor-plugin needs at least one dht22 pin"),
         ({"colour": "blue"}, "unknown keys ['colour']"),
     ],

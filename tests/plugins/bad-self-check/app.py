@@ -2,12 +2,12 @@
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.exports.http_handler import Body_Binary, Request, Response
+from wit_world.exports.http_handler import Body_Text, Request, Response
 
 
 class HttpHandler(exports.HttpHandler):
     def handle(self, request: Request) -> Response:
-        return Response(200, [], Body_Binary(b"should never be served"))
+        return Response(200, [], Body_Text("should never be served"))
 
 
 class SelfCheck(exports.SelfCheck):

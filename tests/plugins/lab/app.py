@@ -1,11 +1,13 @@
 """A dashboard plugin that misbehaves on request, to test the host's limits and grants."""
 
+import base64
 import sys
 import time
+from urllib.parse import unquote
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.exports.http_handler import Body_Binary, Body_Text, Request, Response
+from wit_world.exports.http_handler import Body_Base64, Body_Text, Request, Response
 from wit_world.imports import dht22, gpio, kv, log
 
 
@@ -71,8 +73,20 @@ class HttpHandler(exports.HttpHandler):
             if parts[0] == "binary":
                 blob = bytes(range(256))
                 return Response(
-                    200, [("content-type", "application/octet-stream")], Body_Binary(blob)
+                    200,
+                    [("content-type", "application/octet-stream")],
+                    Body_Base64(base64.b64encode(blob).decode()),
                 )
+            if parts[0] == "big":
+                return reply("x" * int(parts[1]))
+            if parts[0] == "say":
+                log.write(log.Level.WARNING, unquote(request.query))
+                return reply("said")
+            if parts[0] == "spin":
+                until = time.monotonic() + int(parts[1]) / 1000
+                while time.monotonic() < until:
+                    pass
+                return reply("spun")
             if parts[0] == "sensor":
                 r = dht22.read(int(parts[1]))
                 return reply(f"{r.temperature_c:.1f} {r.humidity_pct:.1f} {r.age_ms}")
@@ -80,7 +94,7 @@ class HttpHandler(exports.HttpHandler):
                 gpio.set_output(int(parts[1]), parts[2] == "on")
                 return reply("on" if gpio.get_output(int(parts[1])) else "off")
             if parts[0] == "kv" and parts[1] == "put":
-                kv.set(parts[2], b"x" * int(parts[3]))
+                kv.set(parts[2], "x" * int(parts[3]))
                 return reply("stored")
             if parts[0] == "kv" and parts[1] == "get":
                 value = kv.get(parts[2])
@@ -91,4 +105,6 @@ class HttpHandler(exports.HttpHandler):
         if snooped is not None:
             return snooped
         log.write(log.Level.INFO, f"lab served {request.path}")
-        return reply(f"lab {request.method} {request.path} {request.query} {len(request.body)}")
+        return reply(
+            f"lab {request.method} {request.path} {request.query} {len(request.body.value)}"
+        )

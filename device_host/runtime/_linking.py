@@ -5,12 +5,12 @@ from __future__ import annotations
 import wasmtime
 from wasmtime.component import Linker
 
-from device_host.contract import granted_imports
 from device_host.contract import interfaces as iface
+from device_host.contract.worlds import granted_imports
 from device_host.manifest import Manifest
-from device_host.runtime import host_functions as host
-from device_host.runtime.guest_log import GuestLog
-from device_host.runtime.wasi import add_locked_down_wasi
+from device_host.runtime import _host_functions as host
+from device_host.runtime._guest_log import GuestLog
+from device_host.runtime._wasi import add_locked_down_wasi
 from device_host.storage.kv import KvStores
 
 
@@ -38,7 +38,10 @@ def build_linker(
                 host.add_gpio(instance, caps.gpio_out_pins, services)
         if iface.KV in granted:
             with root.add_instance(iface.KV) as instance:
-                host.add_kv(instance, kv_stores.for_plugin(manifest.name, caps.kv_quota_bytes))
+                store = kv_stores.for_plugin(
+                    manifest.name, caps.kv_quota_bytes, manifest.limits.kv_write_bytes_per_min
+                )
+                host.add_kv(instance, store)
         if iface.DEMO_GPIO_PROVIDER in granted:
             with root.add_instance(iface.DEMO_GPIO_PROVIDER) as instance:
                 host.add_demo_gpio_provider(instance, caps.dht22_pins, services)

@@ -22,7 +22,7 @@ from device_host.hardware import (
     SensorLookup,
     SensorSnapshot,
 )
-from device_host.runtime.guest_log import GuestLog
+from device_host.runtime._guest_log import GuestLog
 from device_host.storage.kv import PluginKv
 
 

@@ -1,7 +1,10 @@
-"""Plugin output (log calls, stdout, stderr) into the host log: tagged, truncated, rate-limited.
+"""Plugin output (log calls, stdout, stderr) into the host log: tagged, escaped, truncated,
+rate-limited.
 
 A plugin may print in a loop; the host log must survive it, so each plugin gets a line
-budget per window and a note of how many lines it lost.
+budget per window and a note of how many lines it lost. A plugin's text never starts a line
+of its own: newlines and other control characters are escaped, so it cannot forge a host
+log line.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import logging
 import threading
 import time
 from collections import deque
+
+from device_host.logs import escape_line
 
 MAX_LINE_CHARS = 1000
 LINES_PER_WINDOW = 100
@@ -46,9 +51,10 @@ class GuestLog:
                 self._dropped += 1
                 return
             self._lines_in_window += 1
+        text = escape_line(message[:MAX_LINE_CHARS])
         if len(message) > MAX_LINE_CHARS:
-            message = message[:MAX_LINE_CHARS] + f"... ({len(message)} chars)"
-        self._logger.log(_LEVELS.get(level, logging.INFO), "%s", message)
+            text += f"... ({len(message)} chars)"
+        self._logger.log(_LEVELS.get(level, logging.INFO), "%s", text)
 
 
 class StreamLines:

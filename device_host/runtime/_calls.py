@@ -12,12 +12,15 @@ import wasmtime
 from wasmtime.component import Variant
 
 from device_host.errors import BlockingCallForbidden, TrapKind
+from device_host.runtime._invoke import OutputTooLarge
 
 
 def classify_failure(exc: BaseException, guest_error: str | None) -> tuple[TrapKind, str]:
     """The kind of a failed call and a one-line explanation for logs and error pages."""
     if isinstance(exc, BlockingCallForbidden):
         return TrapKind.BLOCKING_CALL, str(exc)
+    if isinstance(exc, OutputTooLarge):
+        return TrapKind.BAD_OUTPUT, f"the plugin {exc}"
     if isinstance(exc, wasmtime.ExitTrap):
         return TrapKind.EXIT, f"the plugin called exit (status {exc.code})"
     if not isinstance(exc, wasmtime.WasmtimeError):

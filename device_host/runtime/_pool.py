@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from device_host.errors import PluginUnavailable, VersionRetired
-from device_host.runtime.instance import PluginInstance
+from device_host.runtime._instance import PluginInstance
 
 T = TypeVar("T")
 
@@ -30,6 +30,7 @@ class InstancePool:
         self._changed = threading.Condition()
         self._created = 0
         self._retired = False
+        self._generation = 0
         self._live: weakref.WeakSet[PluginInstance] = weakref.WeakSet()
 
     def seed(self, instance: PluginInstance) -> None:
@@ -50,6 +51,20 @@ class InstancePool:
             return work(instance)
         finally:
             self._release(instance)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def redirect_waiters(self) -> None:
+        """Tells callers waiting for an instance now to go elsewhere (`VersionRetired`).
+
+        Used when a newer version takes over: calls in progress finish here, waiting calls
+        move to the newer version, and later calls (a fallback) are still served.
+        """
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
 
     def retire(self) -> None:
         with self._changed:
@@ -73,8 +88,9 @@ class InstancePool:
     def _acquire(self) -> PluginInstance:
         deadline = time.monotonic() + self._wait_s
         with self._changed:
+            generation = self._generation
             while True:
-                if self._retired:
+                if self._retired or self._generation != generation:
                     raise VersionRetired("this plugin version was replaced")
                 if self._idle:
                     return self._idle.pop()

@@ -1,0 +1,64 @@
+"""Each control-plane answer has one parser; a bad field is named, with its value."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from device_host.delivery.answers import (
+    AnswerError,
+    parse_enroll_answer,
+    parse_heartbeat_answer,
+)
+
+GOOD = {"device_id": "42", "device_token": "tok-abc_123", "heartbeat_interval_s": 10}
+
+
+def test_a_good_enrollment_answer_parses_into_typed_fields():
+    answer = parse_enroll_answer(GOOD)
+
+    assert (answer.device_id, answer.device_token, answer.heartbeat_interval_s) == (
+        "42",
+        "tok-abc_123",
+        10.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("device_id", None, "device_id must be a non-empty string, not None"),
+        ("device_id", 42, "device_id must be a non-empty string, not 42"),
+        ("device_token", "", "device_token must be a non-empty string, not ''"),
+        ("device_token", "a\r\nX-Evil: 1", "device_token has characters outside"),
+        ("device_token", "t" * 513, "device_token is longer than 512 characters"),
+        ("heartbeat_interval_s", True, "heartbeat_interval_s must be a finite number, not True"),
+    ],
+)
+def test_an_enrollment_answer_with_a_bad_field_is_refused_naming_it(field, value, named):
+    with pytest.raises(AnswerError, match=re.escape(named)):
+        parse_enroll_answer({**GOOD, field: value})
+
+
+@pytest.mark.parametrize(
+    ("value", "clamped"), [(0, 1.0), (-3, 1.0), (2.5, 2.5), (1e308, 3600.0), (10**400, 3600.0)]
+)
+def test_a_finite_heartbeat_interval_is_clamped_to_one_second_to_an_hour(value, clamped):
+    assert parse_heartbeat_answer({"heartbeat_interval_s": value}).heartbeat_interval_s == clamped
+
+
+@pytest.mark.parametrize("value", ["abc", float("nan"), float("inf"), [], {}])
+def test_a_heartbeat_interval_that_is_not_a_finite_number_is_refused(value):
+    with pytest.raises(AnswerError, match="heartbeat_interval_s must be a finite number"):
+        parse_heartbeat_answer({"heartbeat_interval_s": value})
+
+
+def test_an_absent_heartbeat_interval_means_keep_the_current_one():
+    assert parse_heartbeat_answer({"desired": None}).heartbeat_interval_s is None
+
+
+@pytest.mark.parametrize("value", ["envelope", 7, ["a"]])
+def test_a_desired_state_that_is_not_an_object_or_null_is_refused(value):
+    with pytest.raises(AnswerError, match="desired must be an object or null"):
+        parse_heartbeat_answer({"desired": value})
