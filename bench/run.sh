@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every device-host benchmark (about 8 minutes on 2 cores) and writes
+# Runs every device-host benchmark (about 10 minutes on 2 cores) and writes
 # bench/results/summary.md. Each one also runs alone: .venv/bin/python bench/<name>.py
 # Measurements only: nothing here passes or fails on a timing.
 set -uo pipefail
@@ -21,7 +21,7 @@ fi
 
 failed=()
 started=$SECONDS
-for bench in bench_dashboard bench_hot_swap bench_restart bench_memory bench_sensor; do
+for bench in bench_dashboard bench_hot_swap bench_restart bench_memory bench_sensor bench_plugin_attacks; do
     printf '\033[1m==> %s\033[0m\n' "$bench"
     "$PY" "bench/$bench.py" || failed+=("$bench")
 done

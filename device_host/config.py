@@ -52,6 +52,8 @@ class PluginsConfig:
     """Traps within ``quarantine_window_s`` that quarantine a plugin."""
     quarantine_window_s: float = 60.0
     quarantine_backoff_s: float = 10.0
+    queue_limit: int = 128
+    """Requests that may wait for one plugin; past that it answers 503 at once."""
     probation_s: float = 60.0
     """How long a replaced version stays loaded to answer for a new one that traps."""
     """First quarantine; each relapse doubles it, up to five minutes."""
@@ -230,6 +232,8 @@ def _validate(config: HostConfig) -> None:
         )
     if not 1 <= config.plugins.pool_size <= 16:
         raise ConfigError("[plugins] pool_size must be 1..16")
+    if not 1 <= config.plugins.queue_limit <= 4096:
+        raise ConfigError("[plugins] queue_limit must be 1..4096")
     if not 0 <= config.plugins.probation_s <= 3600:
         raise ConfigError("[plugins] probation_s must be 0..3600 (0 turns probation off)")
     if not 0.0 <= config.sensor.failure_rate <= 1.0:

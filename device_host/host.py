@@ -67,6 +67,7 @@ class DeviceHost:
             self.events,
             self.metrics,
             prune_compiled=config.state.compiled_dir is None,
+            queue_limit=config.plugins.queue_limit,
         )
         self.agent: DeviceAgent | None = None
         self.watcher: PluginDirectoryWatcher | None = None

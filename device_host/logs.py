@@ -42,7 +42,11 @@ def structured(event: str, **fields: object) -> str:
 
 
 class OncePerWindow:
-    """Logs the first line per key in each window; later ones are counted and summarised."""
+    """Logs the first line per key in each window; later ones are only counted.
+
+    Each logged line after the first says how often the condition occurred and since when,
+    so a condition that goes on for days costs one line a minute.
+    """
 
     def __init__(
         self,
@@ -54,21 +58,28 @@ class OncePerWindow:
         self._window_s = window_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._opened: dict[str, tuple[float, int]] = {}
+        self._seen: dict[str, tuple[float, float, int]] = {}
+        """Key: (wall-clock time of the first occurrence, when last logged, occurrences)."""
 
     def warning(self, key: str, message: str) -> None:
         self.log(logging.WARNING, key, message)
 
-    def log(self, level: int, key: str, message: str) -> None:
+    def hit(self, condition: str) -> None:
+        """Counts a recurring condition whose text is its key, always with its count."""
+        self.log(logging.WARNING, condition, condition, always_count=True)
+
+    def log(self, level: int, key: str, message: str, *, always_count: bool = False) -> None:
         now = self._clock()
         with self._lock:
-            opened, held_back = self._opened.get(key, (-self._window_s, 0))
-            if now - opened < self._window_s:
-                self._opened[key] = (opened, held_back + 1)
-                return
-            if len(self._opened) >= MAX_KEYS:
-                self._opened.clear()
-            self._opened[key] = (now, 0)
-        if held_back:
-            message += f" ({held_back} more like this in the last {self._window_s:.0f} s)"
+            first, logged, count = self._seen.get(key, (time.time(), -self._window_s, 0))
+            count += 1
+            due = now - logged >= self._window_s
+            if len(self._seen) >= MAX_KEYS and key not in self._seen:
+                self._seen.clear()
+            self._seen[key] = (first, now if due else logged, count)
+        if not due:
+            return
+        if count > 1 or always_count:
+            since = time.strftime("%H:%M:%S", time.localtime(first))
+            message += f" ({count} times since {since})"
         self._logger.log(level, "%s", escape_line(message))

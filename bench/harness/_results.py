@@ -65,7 +65,7 @@ def _jsonable(value: object) -> object:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
-SECTIONS = ("dashboard", "hot_swap", "restart", "memory", "sensor_call")
+SECTIONS = ("dashboard", "hot_swap", "restart", "memory", "sensor_call", "plugin_attacks")
 
 
 def write_summary() -> Path:

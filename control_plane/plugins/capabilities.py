@@ -16,6 +16,7 @@ QUOTAS = (
     ("limits", "memory-mib"),
     ("limits", "call-timeout-ms"),
     ("limits", "tick-interval-s"),
+    ("limits", "kv-write-bytes-per-min"),
 )
 
 

@@ -68,6 +68,7 @@ class DeviceAgent:
             self.conditions,
             self._stop,
         )
+        manager.keep_referenced_by(self.installer.referenced_sha256s)
         self._client = ControlPlaneClient(config.control_plane_url, self.state.data.device_token)
         self._lock = threading.Lock()
         self._wake = threading.Event()

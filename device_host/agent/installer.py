@@ -96,17 +96,23 @@ class Installer:
                 pass  # the slot recorded and logged the reason
 
     def converge(self, statement: dict[str, object], client: ControlPlaneClient) -> None:
-        """Brings the plugins in line with a verified desired-state statement."""
+        """Brings the plugins in line with a verified desired-state statement.
+
+        A release in it that fails verification is refused, and its plugin keeps running
+        what it runs: an unreadable entry is not an unassignment.
+        """
         sequence = int(statement["sequence"])  # type: ignore[call-overload]
         if sequence != self._sequence:
             self._conditions.clear_prefix("refused ")
             self._conditions.clear_prefix("download ")
             self._sequence = sequence
         wanted: dict[str, Release] = {}
+        unreadable: set[str] = set()
         for envelope in statement["releases"]:  # type: ignore[attr-defined]
             try:
                 release = Release.from_envelope(envelope, self._trusted)
             except StatementError as exc:
+                unreadable.add(_plugin_of(envelope))
                 self._refuse(_plugin_of(envelope), _version_of(envelope), str(exc))
                 continue
             wanted[release.plugin] = release
@@ -118,10 +124,11 @@ class Installer:
         self.incomplete = not complete
         self.converged = statement["releases"]
         with self._state as data:
-            unwanted = [name for name in data.releases if name not in wanted]
+            kept = wanted.keys() | unreadable
+            unwanted = [name for name in data.releases if name not in kept]
             for name in unwanted:
                 del data.releases[name]
-            for name in [name for name in data.held if name not in wanted]:
+            for name in [name for name in data.held if name not in kept]:
                 del data.held[name]
             data.desired_sequence = max(data.desired_sequence, sequence)
         for name in unwanted:
@@ -130,17 +137,35 @@ class Installer:
         self._prune_artifacts()
 
     def revert_failing(self, client: ControlPlaneClient | None) -> None:
-        """Reverts a plugin quarantined soon after an update to its last good release."""
+        """Reverts a plugin quarantined soon after an update to its last good release.
+
+        Within its probation window the slot goes back to the previous version by itself;
+        then the agent only records that the release was reverted.
+        """
         now = time.monotonic()
         for plugin, installed_at in list(self._installed_at.items()):
             if now - installed_at > REVERT_WINDOW_S:
                 del self._installed_at[plugin]
                 continue
             slot = self._manager.slot(plugin)
-            if slot is None or slot.state() is not PluginState.QUARANTINED:
-                continue
-            del self._installed_at[plugin]
-            self._revert(plugin, client)
+            serving = slot.version if slot is not None else None
+            if serving is not None and serving.sha256 == self._last_good_sha256(plugin):
+                del self._installed_at[plugin]
+                self._record_revert(plugin, serving.manifest.version, "the host went back")
+            elif slot is not None and slot.state() is PluginState.QUARANTINED:
+                del self._installed_at[plugin]
+                self._revert(plugin, client)
+
+    def referenced_sha256s(self) -> set[str]:
+        """Artifacts a revert or a restore may load: accepted releases and the last good ones."""
+        with self._state as data:
+            records = [*data.releases.values(), *data.last_good.values()]
+        return {_sha256_of(r.envelope) for r in records}
+
+    def _last_good_sha256(self, plugin: str) -> str | None:
+        with self._state as data:
+            good = data.last_good.get(plugin)
+        return None if good is None else _sha256_of(good.envelope)
 
     def _apply(self, release: Release, sequence: int, client: ControlPlaneClient) -> bool:
         """Installs ``release`` unless it runs or is held back; False: retry it later."""
@@ -210,7 +235,6 @@ class Installer:
     def _revert(self, plugin: str, client: ControlPlaneClient | None) -> None:
         with self._state as data:
             good, bad = data.last_good.get(plugin), data.releases.get(plugin)
-            sequence = data.desired_sequence
         if good is None or bad is None:
             return
         try:
@@ -222,14 +246,23 @@ class Installer:
         except (StatementError, DownloadFailed, PluginLoadError, OSError) as exc:
             self._refuse(plugin, "-", f"cannot revert to the last good release: {exc}")
             return
+        self._record_revert(plugin, release.version, "reverted", emit=True)
+
+    def _record_revert(self, plugin: str, version: str, how: str, *, emit: bool = False) -> None:
+        """Holds the reverted release back until a newer desired state asks for it again."""
         with self._state as data:
+            good, bad = data.last_good.get(plugin), data.releases.get(plugin)
+            sequence = data.desired_sequence
+            if good is None or bad is None:
+                return
             data.held[plugin] = HeldBack(bad.serial, sequence, "reverted")
             data.releases[plugin] = good
         detail = (
-            f"serial {bad.serial} kept trapping after install; back on {release.version} "
+            f"serial {bad.serial} kept trapping after install ({how}); back on {version} "
             f"until a newer desired state than {sequence} asks for serial {bad.serial} again"
         )
-        self._manager.events.add(plugin, release.version, EventKind.REVERTED, detail)
+        if emit:
+            self._manager.events.add(plugin, version, EventKind.REVERTED, detail)
         log.warning("reverted %s: %s", plugin, detail)
 
     def _hold(self, release: Release, sequence: int, why: str) -> None:
@@ -242,10 +275,7 @@ class Installer:
             self._manager.refuse(plugin, version, reason)
 
     def _prune_artifacts(self) -> None:
-        with self._state as data:
-            records = [*data.releases.values(), *data.last_good.values()]
-        keep = {_sha256_of(r.envelope) for r in records}
-        self._store.prune(keep)
+        self._store.prune(self.referenced_sha256s())
 
 
 def _event(release: Release, kind: str, detail: str) -> dict[str, object]:

@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from device_host.config import ServerConfig
+from device_host.logs import OncePerWindow
 from device_host.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -44,24 +45,6 @@ REFUSED = (
     b"Retry-After: 1\r\nConnection: close\r\n\r\nthe device has too many clients"
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ConditionLog:
-    """Logs a recurring condition once, then at most once a minute with a running count."""
-
-    def __init__(self, every_s: float = 60.0) -> None:
-        self._every_s = every_s
-        self._seen: dict[str, tuple[int, float, float]] = {}
-
-    def hit(self, condition: str) -> None:
-        count, first, last = self._seen.get(condition, (0, time.time(), 0.0))
-        count += 1
-        now = time.monotonic()
-        if now - last >= self._every_s or count == 1:
-            since = time.strftime("%H:%M:%S", time.localtime(first))
-            log.warning("%s (%d times since %s)", condition, count, since)
-            last = now
-        self._seen[condition] = (count, first, last)
 
 
 @dataclass
@@ -118,7 +101,7 @@ class ConnectionGuard:
         self._server: web.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open: dict[_Handler, _Connection] = {}
-        self._conditions = ConditionLog()
+        self._conditions = OncePerWindow(log)
         self._sweeper: asyncio.Task[None] | None = None
 
     def attach(self, server: web.Server) -> None:

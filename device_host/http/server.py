@@ -17,9 +17,9 @@ from device_host.http.connections import (
     CONNECTION_GUARD,
     HEALTH_RESERVE,
     OVERSHOOT,
-    ConditionLog,
     ConnectionGuard,
 )
+from device_host.logs import OncePerWindow
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class _BadRequestFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._conditions = ConditionLog()
+        self._conditions = OncePerWindow(log)
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None

@@ -13,7 +13,7 @@ from device_host.manifest import Manifest
 from device_host.metrics import Metrics
 from device_host.plugins.events import EventLog
 from device_host.plugins.quarantine import QuarantinePolicy
-from device_host.plugins.slot import PluginSlot
+from device_host.plugins.slot import DEFAULT_QUEUE_LIMIT, PluginSlot
 from device_host.runtime import GuestLog, LoadContext, LoadedVersion, load_version
 from device_host.storage.digest import file_sha256
 
@@ -40,8 +40,10 @@ class PluginManager:
         metrics: Metrics,
         *,
         prune_compiled: bool = False,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
     ) -> None:
         self._context = context
+        self._queue_limit = queue_limit
         self._policy = policy
         self.events = events
         self._metrics = metrics
@@ -128,7 +130,7 @@ class PluginManager:
         with self._lock:
             slot = self._slots.get(name)
             if slot is None:
-                slot = PluginSlot(name, self._policy, self.events, self._metrics)
+                slot = PluginSlot(name, self._policy, self.events, self._metrics, self._queue_limit)
                 self._slots[name] = slot
             return slot
 

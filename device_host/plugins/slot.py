@@ -27,8 +27,8 @@ from device_host.runtime import LoadedVersion
 T = TypeVar("T")
 
 SWAP_RETRIES = 3
-QUEUE_PER_INSTANCE = 8
-"""Requests that may wait for each of a plugin's instances before it answers 503 at once."""
+DEFAULT_QUEUE_LIMIT = 128
+"""Requests that may wait for a plugin's instances before it answers 503 at once."""
 
 
 class PluginState(StrEnum):
@@ -48,9 +48,15 @@ class PluginSlot:
     """
 
     def __init__(
-        self, name: str, policy: QuarantinePolicy, events: EventLog, metrics: Metrics
+        self,
+        name: str,
+        policy: QuarantinePolicy,
+        events: EventLog,
+        metrics: Metrics,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
     ) -> None:
         self.name = name
+        self._queue_limit = queue_limit
         self._policy = policy
         self._lock = threading.Lock()
         self._version: LoadedVersion | None = None
@@ -140,7 +146,7 @@ class PluginSlot:
                 self._executor = ThreadPoolExecutor(
                     max_workers=version.pool_size, thread_name_prefix=f"plugin-{self.name}"
                 )
-            limit = version.pool_size * (1 + QUEUE_PER_INSTANCE)
+            limit = version.pool_size + self._queue_limit
             if self._queued >= limit:
                 raise PluginBusy(
                     f"plugin {self.name} has {self._queued} requests in progress or waiting"

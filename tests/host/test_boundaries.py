@@ -24,7 +24,11 @@ def _send(url: str, body: bytes, method: str = "POST") -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def lab_host(build, compiled_dir, tmp_path_factory):
-    host = HostProcess(workdir=tmp_path_factory.mktemp("lab-host"), compiled_dir=compiled_dir)
+    host = HostProcess(
+        workdir=tmp_path_factory.mktemp("lab-host"),
+        compiled_dir=compiled_dir,
+        settings={"plugins": {"queue_limit": 8}},
+    )
     place_plugin(build("lab"), host.plugins_dir)
     place_plugin(build("hello"), host.plugins_dir)
     huge_page = {
