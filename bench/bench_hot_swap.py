@@ -88,30 +88,45 @@ def run_broken_release(
 
     Returns the wrk run and how long the host took to go back to the previous version.
     """
-    outcome: dict[str, harness.WrkRun] = {}
+    before = host.plugin("dashboard").get("sha256")
     duration = round(LEAD_S + BROKEN_WINDOW_S)
+    with Loading(host, args, duration, "hot_swap_broken_release") as load_run:
+        time.sleep(LEAD_S)
+        began = time.monotonic()
+        swap_in(broken, folder)
+        wait_for_sha(host, "dashboard", harness.sha256_of(harness.component_of(broken)))
+        wait_for_sha(host, "dashboard", str(before), timeout=BROKEN_WINDOW_S)
+        reverted_after = time.monotonic() - began
+    return load_run.result, reverted_after
 
-    def load_it() -> None:
-        outcome["run"] = harness.wrk(
+
+class Loading:
+    """wrk on the host's `/` in the background for ``duration`` s; `result` once the block ends."""
+
+    def __init__(
+        self, host: harness.Host, args: argparse.Namespace, duration: int, raw_name: str
+    ) -> None:
+        self._run = lambda: harness.wrk(
             host.url + "/",
             duration_s=duration,
             threads=args.threads,
             connections=args.connections,
-            raw_name="hot_swap_broken_release",
+            raw_name=raw_name,
             host_pid=host.pid,
         )
+        self._outcome: list[harness.WrkRun] = []
+        self._thread = threading.Thread(target=lambda: self._outcome.append(self._run()))
 
-    before = host.plugin("dashboard").get("sha256")
-    loader = threading.Thread(target=load_it)
-    loader.start()
-    time.sleep(LEAD_S)
-    began = time.monotonic()
-    swap_in(broken, folder)
-    wait_for_sha(host, "dashboard", harness.sha256_of(harness.component_of(broken)))
-    wait_for_sha(host, "dashboard", str(before), timeout=BROKEN_WINDOW_S)
-    reverted_after = time.monotonic() - began
-    loader.join()
-    return outcome["run"], reverted_after
+    def __enter__(self) -> Loading:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._thread.join()
+
+    @property
+    def result(self) -> harness.WrkRun:
+        return self._outcome[0]
 
 
 def main() -> int:
@@ -154,26 +169,10 @@ def main() -> int:
             host_pid=host.pid,
         )
         print(f"baseline: {baseline.requests} requests, {baseline.failed} failed")
-        outcome: dict[str, harness.WrkRun] = {}
-
-        def load_it() -> None:
-            outcome["run"] = harness.wrk(
-                host.url + "/",
-                duration_s=duration,
-                threads=args.threads,
-                connections=args.connections,
-                raw_name="hot_swap_swapping",
-                host_pid=host.pid,
-            )
-
-        loader = threading.Thread(target=load_it)
-        loader.start()
-        time.sleep(LEAD_S)
-        try:
+        with Loading(host, args, duration, "hot_swap_swapping") as load_run:
+            time.sleep(LEAD_S)
             swaps = run_swaps(host, folder, versions, args.swaps, args.pace)
-        finally:
-            loader.join()
-        swapping = outcome["run"]
+        swapping = load_run.result
         final = host.plugin("dashboard")
         broken_run, revert_s = run_broken_release(host, folder, versions[2], args)
     last_done_s = LEAD_S + swaps[-1].finished_at_s

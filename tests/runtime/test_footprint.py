@@ -11,13 +11,12 @@ from device_host.runtime._footprint import (
     read_footprint,
 )
 from tests.runtime.wat_components import assemble, memory_hog
-from tests.support import EXAMPLE_PLUGINS
 
 PAGE = 64 << 10
 
 
-def test_a_componentize_py_component_defines_one_memory_two_tables_and_fourteen_instances():
-    footprint = read_footprint((EXAMPLE_PLUGINS / "dashboard" / "dashboard.wasm").read_bytes())
+def test_a_componentize_py_component_defines_one_memory_two_tables_and_fourteen_instances(build):
+    footprint = read_footprint((build("dashboard") / "dashboard.wasm").read_bytes())
 
     assert [m.minimum // PAGE for m in footprint.memories] == [202]
     assert sorted(t.minimum for t in footprint.tables) == [90, 5674]

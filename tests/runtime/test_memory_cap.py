@@ -15,7 +15,6 @@ from device_host.runtime._limits import budget_problem, store_limits
 from device_host.runtime._linking import build_linker
 from device_host.runtime._memory import resident_bytes
 from tests.runtime.wat_components import GROW_EXPORT, memory_hog
-from tests.support import EXAMPLE_PLUGINS
 
 MIB = 1 << 20
 PAGE = 64 << 10
@@ -93,8 +92,8 @@ def test_each_instance_measures_all_its_memories_and_none_of_another_instances(
     second.close()
 
 
-def test_a_componentize_py_plugin_gets_the_whole_cap_for_its_one_memory():
-    footprint = read_footprint((EXAMPLE_PLUGINS / "dashboard" / "dashboard.wasm").read_bytes())
+def test_a_componentize_py_plugin_gets_the_whole_cap_for_its_one_memory(build):
+    footprint = read_footprint((build("dashboard") / "dashboard.wasm").read_bytes())
 
     limits = store_limits(footprint, 64)
 
