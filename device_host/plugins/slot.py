@@ -20,7 +20,6 @@ from typing import TypeVar
 from device_host.errors import PluginBusy, PluginTrap, PluginUnavailable, VersionRetired
 from device_host.metrics import Metrics
 from device_host.plugins.events import EventKind, EventLog
-from device_host.plugins.priority import fair_share
 from device_host.plugins.quarantine import Quarantine, QuarantinePolicy
 from device_host.runtime import LoadedVersion
 
@@ -154,7 +153,7 @@ class PluginSlot:
             self._queued += 1
             executor = self._executor
         try:
-            future = executor.submit(fair_share, lambda: self.call(work, retry_safe=retry_safe))
+            future = executor.submit(self.call, work, retry_safe=retry_safe)
         except RuntimeError:
             self._dequeue()
             raise PluginUnavailable(f"plugin {self.name} was removed") from None
