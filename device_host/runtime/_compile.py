@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -119,9 +121,20 @@ def first_line(exc: Exception) -> str:
     return f"{lines[0]} ({detail})" if detail and lines else (lines[0] if lines else repr(exc))
 
 
+def _die_with_parent() -> None:
+    """A compile is only wanted by the process that asked: when it dies (``kill -9`` in an
+    upgrade, a crash), the compile must not go on taking both cores and 400 MB."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:
+        sys.exit(_INVALID + 1)
+
+
 def _child(
     source: Path, sha256: str, artifact: str, opt_level: str, fingerprint: str, data_limit: int
 ) -> int:
+    _die_with_parent()
     with contextlib.suppress(OSError):
         os.nice(COMPILE_NICENESS)
     resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
