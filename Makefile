@@ -31,7 +31,7 @@ test: lint
 	scripts/with-postgres.sh $(PY) -m pytest tests/control_plane -p no:cacheprovider
 
 contract: setup
-	$(PY) -m device_host.contract.generate
+	$(PY) -m device_host.contract_generate
 
 bench: plugins
 	@scripts/setup.sh wrk hyperfine zstd

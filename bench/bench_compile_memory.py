@@ -26,8 +26,9 @@ PLUGINS = ("dashboard", "demo-dashboard", "demo-sensor")
 _PROBE = r"""
 import json, sys, time
 from pathlib import Path
-from device_host.errors import PluginLoadError
-from device_host.runtime import ArtifactCache, EngineSettings, create_engine
+from fleet_common.errors import PluginLoadError
+from fleet_common.compiler.settings import EngineSettings
+from device_host.runtime import ArtifactCache, create_engine
 
 def rss_mb():
     with open("/proc/self/status") as status:

@@ -25,9 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 _PROBE = r"""
 import json, sys
 from pathlib import Path
+from fleet_common.compiler.settings import EngineSettings
 from device_host.hardware import SimulatedGpio
-from device_host.manifest import parse_manifest
-from device_host.runtime import ArtifactCache, EngineSettings, GuestLog, HostServices, create_engine
+from fleet_common.manifest import parse_manifest
+from device_host.runtime import ArtifactCache, GuestLog, HostServices, create_engine
 from device_host.runtime._instance import ExportRef, PluginInstance
 from device_host.runtime._linking import build_linker
 from device_host.storage.kv import KvStores

@@ -30,13 +30,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from device_host.contract import interfaces as iface
-from device_host.contract.wit import plugin_world, stage_wit, wit_dir
-from device_host.contract.worlds import granted_imports
-from device_host.manifest import Manifest, load_manifest
 from device_host.runtime import GuestLog, HostServices, HttpRequest, HttpResponse
 from device_host.runtime import host_functions as host
 from device_host.storage.kv import KvStores
+from fleet_common.contract import interfaces as iface
+from fleet_common.contract.wit import plugin_world, stage_wit, wit_dir
+from fleet_common.contract.worlds import granted_imports
+from fleet_common.manifest import Manifest, load_manifest
 
 BINDINGS_CACHE = Path(__file__).resolve().parent / "results" / "work" / "native-bindings"
 _RAISES = re.compile(r"Err\(([\w.]+)\)")

@@ -32,10 +32,10 @@ from device_host.errors import PluginTrap
 from device_host.host import DeviceHost
 from device_host.http.app import create_app
 from device_host.http.pages import error_page
-from device_host.manifest import load_manifest
 from device_host.runtime import GuestLog, HostServices, HttpRequest, HttpResponse
 from device_host.runtime._exports import handle_http
 from device_host.storage.kv import KvStores
+from fleet_common.manifest import load_manifest
 
 DROPPED_HEADERS = frozenset(
     {"connection", "content-length", "keep-alive", "set-cookie", "transfer-encoding", "upgrade"}

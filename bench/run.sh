@@ -21,7 +21,8 @@ fi
 
 failed=()
 started=$SECONDS
-for bench in bench_dashboard bench_hot_swap bench_restart bench_memory bench_sensor bench_plugin_attacks; do
+for bench in bench_dashboard bench_hot_swap bench_restart bench_memory bench_sensor bench_plugin_attacks \
+    bench_cross_compile; do
     printf '\033[1m==> %s\033[0m\n' "$bench"
     "$PY" "bench/$bench.py" || failed+=("$bench")
 done

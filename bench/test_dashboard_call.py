@@ -21,10 +21,8 @@ import pytest
 from native_plugin import NativePlugin
 
 from device_host.hardware import Dht22Sampler, SimulatedDht22, SimulatedGpio
-from device_host.manifest import load_manifest
 from device_host.runtime import (
     ArtifactCache,
-    EngineSettings,
     EpochTicker,
     GuestLog,
     HostServices,
@@ -35,6 +33,8 @@ from device_host.runtime import (
     load_version,
 )
 from device_host.storage.kv import KvStores
+from fleet_common.compiler.settings import EngineSettings
+from fleet_common.manifest import load_manifest
 
 ROUNDS = 1000
 PATHS = ["/", "/reading.json"]

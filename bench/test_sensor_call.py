@@ -29,10 +29,8 @@ import wasmtime
 from native_plugin import host_functions_for
 
 from device_host.hardware import Dht22Sampler, SensorErrorKind, SimulatedDht22, SimulatedGpio
-from device_host.manifest import load_manifest
 from device_host.runtime import (
     ArtifactCache,
-    EngineSettings,
     EpochTicker,
     GuestLog,
     HostServices,
@@ -43,6 +41,8 @@ from device_host.runtime import (
     load_version,
 )
 from device_host.storage.kv import KvStores
+from fleet_common.compiler.settings import EngineSettings
+from fleet_common.manifest import load_manifest
 
 PLUGIN_ROUNDS = 2000
 HOST_FUNCTION_ROUNDS = 20000

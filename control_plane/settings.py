@@ -51,6 +51,48 @@ HEARTBEAT_INTERVAL_S = env.number("HEARTBEAT_INTERVAL_S", 10.0)
 HISTORY_RETENTION_DAYS = env.number("HISTORY_RETENTION_DAYS", 30.0)
 """How long ``manage.py prune_history`` keeps readings and events."""
 
+JOB_WORKERS = int(env.number("JOB_WORKERS", 1))
+"""Jobs run at once per worker service; a native compile takes about 400 MB, so 1 by default."""
+JOB_TIMEOUT_S = int(env.number("JOB_TIMEOUT_S", 1200))
+"""A job running longer is killed and recorded as failed (an emulated compile takes 1-3 min)."""
+JOB_RETRY_S = int(env.number("JOB_RETRY_S", JOB_TIMEOUT_S + 60))
+"""A job taken by a worker that died is handed out again after this; must exceed the timeout."""
+JOBS_SYNC = env.flag("JOBS_SYNC", False)
+"""Run each job inside the call that enqueues it, with no worker: for in-process tests only."""
+if JOB_WORKERS < 1:
+    raise ImproperlyConfigured("CONTROL_PLANE_JOB_WORKERS must be at least 1")
+if not 0 < JOB_TIMEOUT_S < JOB_RETRY_S:
+    raise ImproperlyConfigured(
+        "CONTROL_PLANE_JOB_RETRY_S must exceed CONTROL_PLANE_JOB_TIMEOUT_S (> 0), "
+        "or a job still running would be handed to a second worker"
+    )
+
+Q_CLUSTER = {
+    "name": "pi-fleet",
+    "orm": "default",
+    "workers": JOB_WORKERS,
+    "timeout": JOB_TIMEOUT_S,
+    "retry": JOB_RETRY_S,
+    "max_attempts": 3,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": 0.25,
+    "save_limit": 500,
+    "recycle": 10,
+    "label": "Jobs",
+    "sync": JOBS_SYNC,
+}
+"""django-q2 on the ORM broker: the queue is a table in the control plane's own database.
+
+Enqueueing inside a transaction commits the job with the rows it refers to. A job that raised
+or timed out is recorded as failed and not run again (its failure is the answer). A job whose
+worker died leaves no result, so after ``retry`` seconds it is handed out again, as often as
+that happens (``max_attempts`` counts results only); ``retry`` runs from when the broker took
+the job, and with one worker up to two more wait behind the running one, so a job must be
+safe to run twice. Workers are replaced after 10 jobs (a compile leaves the heap fragmented);
+the broker polls every 0.25 s, so an idle worker starts a job within about 0.3 s.
+"""
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -58,6 +100,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_q",
+    "control_plane.builds",
     "control_plane.devices",
     "control_plane.plugins",
     "control_plane.rollouts",

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from device_host.contract.wit import plugin_world, stage_wit, wit_dir
 from device_host.errors import PluginBuildError
-from device_host.manifest import Manifest, load_manifest
-from device_host.storage.atomic import atomic_copy
+from fleet_common.atomic import atomic_copy
+from fleet_common.contract.wit import plugin_world, stage_wit, wit_dir
+from fleet_common.manifest import Manifest, load_manifest
 
 APP_MODULE = "app"
 _GUEST_PATH = re.compile(r'"/\d+/([^"]+)"')

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -71,6 +72,10 @@ class AgentConfig:
     """How the control plane reaches this host; default ``http://<hostname>:<port>``."""
     trusted_keys_dir: Path = Path("/etc/device-host/trusted-keys")
     heartbeat_interval_s: float = 10.0
+    compile_locally: bool = field(default_factory=lambda: platform.machine() == "x86_64")
+    """Compile a release here when the control plane sent no artifact for this engine.
+    On by default only on x86_64 (developer machines): a compile takes ~400 MB, more
+    than a Pi Zero 2 W has, and tens of seconds of a Pi 4's CPU."""
 
 
 @dataclass(frozen=True)

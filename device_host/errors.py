@@ -4,27 +4,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from fleet_common.errors import FleetError
 
-class DeviceHostError(Exception):
-    """Root of every error the device host raises on purpose."""
+
+class DeviceHostError(FleetError):
+    """Root of every error the device host raises on purpose (shared: `fleet_common.errors`)."""
 
 
 class ConfigError(DeviceHostError):
     """The configuration file or an environment override is invalid."""
-
-
-class ManifestError(DeviceHostError):
-    """A plugin manifest is missing, malformed or asks for something impossible."""
-
-
-class PluginLoadError(DeviceHostError):
-    """A plugin version could not be loaded; the version it would replace keeps serving."""
-
-    def __init__(self, plugin: str, version: str, reason: str) -> None:
-        super().__init__(f"plugin {plugin} {version}: {reason}")
-        self.plugin = plugin
-        self.version = version
-        self.reason = reason
 
 
 class PluginBuildError(DeviceHostError):

@@ -13,7 +13,7 @@ from device_host.agent import DeviceAgent
 from device_host.config import HostConfig
 from device_host.hardware import Dht22Sampler, GpioOutputs, Reading, open_dht22, open_gpio
 from device_host.metrics import Metrics
-from device_host.plugins.events import EventKind, EventLog, PluginEvent
+from device_host.plugins.events import EventLog, PluginEvent
 from device_host.plugins.manager import PluginManager
 from device_host.plugins.quarantine import QuarantinePolicy
 from device_host.plugins.scheduler import TickScheduler
@@ -21,13 +21,14 @@ from device_host.plugins.watcher import PluginDirectoryWatcher
 from device_host.readings import ReadingHistory
 from device_host.runtime import (
     ArtifactCache,
-    EngineSettings,
     EpochTicker,
     HostServices,
     LoadContext,
     create_engine,
 )
 from device_host.storage.kv import KvStores
+from fleet_common.compiler.settings import EngineSettings
+from fleet_common.wire.events import EventKind
 
 log = logging.getLogger(__name__)
 

@@ -55,6 +55,11 @@ COUNTERS = {
         "(header-timeout, body-timeout, evicted, refused)",
         ("reason",),
     ),
+    "plugin_loads_total": Family(
+        "Plugin versions loaded, by where their machine code came from (delivered: compiled "
+        "and signed by the control plane; cached: an earlier compile here; compiled: now, here)",
+        ("how",),
+    ),
     "plugin_readings_refused_total": Family(
         "Readings a sensor plugin reported that the host refused, by reason", ("plugin", "reason")
     ),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: a control plane and one device host with a simulated DHT22, on loopback.
+# The demo: a control plane (web and job worker) and one device host with a simulated DHT22,
+# on loopback.
 # The example plugins are published through the same services an admin upload uses, signed,
 # pushed to the device and verified there. Ctrl-C stops everything.
 set -euo pipefail
@@ -26,6 +27,9 @@ trap cleanup EXIT INT TERM
 
 "$VENV/bin/gunicorn" --bind "127.0.0.1:$CP_PORT" --workers 2 --threads 4 \
     --access-logfile - control_plane.wsgi:application > "$DEMO/control-plane.log" 2>&1 &
+pids+=($!)
+# Validates and compiles uploads in the background; SIGTERM lets a running job finish.
+manage qcluster > "$DEMO/worker.log" 2>&1 &
 pids+=($!)
 
 if [ ! -f "$DEMO/device-host/state/agent/agent.json" ]; then
@@ -68,16 +72,17 @@ for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$DEVICE_PORT/healthz" >/dev/null 2>&1 && break
     sleep 0.2
 done
-for plugin in plugins/*/; do
-    manage publish_plugin "$plugin" --assign all --user admin 2>&1 | sed 's/^/  /' || true
-done
-
 cat <<TEXT
 
   Device dashboard   http://127.0.0.1:$DEVICE_PORT/   (health: /healthz, metrics: /metrics)
   Fleet status       http://127.0.0.1:$CP_PORT/fleet/
   Admin              http://127.0.0.1:$CP_PORT/admin/   login: admin / $ADMIN_PASSWORD
 
-  Plugins arrive signed within a few seconds. Logs: $DEMO/*.log. Ctrl-C stops the demo.
+  Publishing the example plugins now; each arrives signed once its compile job is done.
+  Logs: $DEMO/*.log (jobs: $DEMO/worker.log). Ctrl-C stops the demo.
+
 TEXT
+for plugin in plugins/*/; do
+    manage publish_plugin "$plugin" --assign all --user admin 2>&1 | sed 's/^/  /' || true
+done
 wait

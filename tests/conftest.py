@@ -14,13 +14,13 @@ from device_host.build import build_plugin
 from device_host.hardware import Dht22Sampler, SimulatedDht22, SimulatedGpio
 from device_host.runtime import (
     ArtifactCache,
-    EngineSettings,
     EpochTicker,
     HostServices,
     LoadContext,
     create_engine,
 )
 from device_host.storage.kv import KvStores
+from fleet_common.compiler.settings import EngineSettings
 from tests.support import EXAMPLE_PLUGINS, REPO, TEST_PLUGINS, HostProcess
 
 Builder = Callable[..., Path]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -293,13 +294,24 @@ def browse(url: str, screenshot: str, *, settle_ms: int = 4000) -> str:
 
 @dataclass
 class ControlPlaneProcess:
-    """A real control plane: migrated database, signing key, admin user, gunicorn on loopback."""
+    """A real control plane: migrated database, signing key, admin user, gunicorn on loopback,
+    and its job worker (``manage.py qcluster``) unless ``worker=False``.
+
+    The job limits are short so a test that kills the worker mid-job sees the job handed out
+    again within a minute: a native compile of an 18 MB component takes 10-20 s on a busy
+    2-core machine, so 45 s is its timeout, and 60 s of retry also covers the two jobs the
+    broker takes ahead of the running one.
+    """
 
     workdir: Path
     database_url: str | None = None
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     admin_password: str = "fleet-admin-pw"
+    worker: bool = True
+    worker_process: subprocess.Popen[bytes] | None = None
+    job_timeout_s: int = 45
+    job_retry_s: int = 60
 
     @property
     def url(self) -> str:
@@ -329,6 +341,10 @@ class ControlPlaneProcess:
             "CONTROL_PLANE_SIGNING_KEY_PATH": str(self.signing_key_path),
             "CONTROL_PLANE_HEARTBEAT_INTERVAL_S": "1",
             "CONTROL_PLANE_STATIC_ROOT": str(self.workdir / "static"),
+            "CONTROL_PLANE_JOB_WORKERS": "1",
+            "CONTROL_PLANE_JOB_TIMEOUT_S": str(self.job_timeout_s),
+            "CONTROL_PLANE_JOB_RETRY_S": str(self.job_retry_s),
+            "CONTROL_PLANE_JOBS_SYNC": "0",
             "DJANGO_SUPERUSER_PASSWORD": self.admin_password,
         }
 
@@ -382,8 +398,58 @@ class ControlPlaneProcess:
             preexec_fn=_die_with_parent,
         )
         wait_until(lambda: _answers(self.url + "/admin/login/"), timeout, "the control plane")
+        if self.worker:
+            self.start_worker()
+
+    def start_worker(self, timeout: float = 30.0) -> None:
+        """Starts ``manage.py qcluster`` in a process group of its own and waits until it
+        says it is running; jobs enqueued meanwhile wait in the database."""
+        assert self.worker_process is None or self.worker_process.poll() is not None
+        log_path = self.workdir / "worker.log"
+        already = log_path.stat().st_size if log_path.exists() else 0
+        log = log_path.open("ab")
+        self.worker_process = subprocess.Popen(
+            [sys.executable, str(REPO / "control_plane" / "manage.py"), "qcluster"],
+            env=self.env(),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        process = self.worker_process
+
+        def running() -> bool:
+            assert process.poll() is None, f"the job worker exited:\n{self.worker_log()}"
+            return "running." in log_path.read_bytes()[already:].decode(errors="replace")
+
+        wait_until(running, timeout, "the job worker")
+
+    def kill_worker(self) -> None:
+        """SIGKILLs the whole cluster (guard, pusher, monitor, workers, their compile
+        children), as a crash or the OOM killer would: a job it held is redone after
+        ``job_retry_s``."""
+        process = self.worker_process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        self.worker_process = None
+
+    def stop_worker(self, grace_s: float = 10.0) -> None:
+        """SIGTERM (the cluster finishes its running job), then SIGKILL after ``grace_s``."""
+        process = self.worker_process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=grace_s)
+        self.kill_worker()
 
     def stop(self) -> None:
+        self.stop_worker()
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=20)
@@ -391,6 +457,10 @@ class ControlPlaneProcess:
 
     def log(self) -> str:
         path = self.workdir / "control-plane.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def worker_log(self) -> str:
+        path = self.workdir / "worker.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
 

@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main() -> None:
-    from device_host.runtime import ArtifactCache, EngineSettings, create_engine
+    from device_host.runtime import ArtifactCache, create_engine
+    from fleet_common.compiler.settings import EngineSettings
 
     wasm, directory = Path(sys.argv[1]), Path(sys.argv[2])
     settings = EngineSettings()

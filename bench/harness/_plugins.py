@@ -53,7 +53,7 @@ def built_plugin(
 
 
 def component_of(plugin_dir: Path) -> Path:
-    from device_host.manifest import load_manifest
+    from fleet_common.manifest import load_manifest
 
     return plugin_dir / load_manifest(plugin_dir / "manifest.toml").component
 
@@ -64,8 +64,9 @@ def sha256_of(path: Path) -> str:
 
 def precompile(*plugin_dirs: Path) -> None:
     """Fills the compiled cache so a host started later loads every component warm."""
-    from device_host.manifest import load_manifest
-    from device_host.runtime import ArtifactCache, EngineSettings, create_engine
+    from device_host.runtime import ArtifactCache, create_engine
+    from fleet_common.compiler.settings import EngineSettings
+    from fleet_common.manifest import load_manifest
 
     settings = EngineSettings()
     engine = create_engine(settings)
@@ -81,7 +82,8 @@ def precompile(*plugin_dirs: Path) -> None:
 def prune_compiled() -> int:
     """Deletes compiled components of sources no longer built (plugins change daily);
     returns how many went. Each is about 32 MB."""
-    from device_host.runtime import ArtifactCache, EngineSettings, create_engine
+    from device_host.runtime import ArtifactCache, create_engine
+    from fleet_common.compiler.settings import EngineSettings
 
     keep = {sha256_of(wasm) for wasm in (WORK / "built").glob("*/*.wasm")}
     settings = EngineSettings()

@@ -17,6 +17,9 @@ from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from control_plane.builds.choices import ArtifactState
+from control_plane.builds.models import CompiledArtifact
+from control_plane.builds.storage import compiled_path
 from control_plane.devices.exceptions import EnrollmentRefused, UnknownDeviceToken
 from control_plane.devices.heartbeats import parse_heartbeat
 from control_plane.devices.models import Device
@@ -27,6 +30,7 @@ from control_plane.plugins.artifacts import artifact_path
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import PluginVersion
 from control_plane.plugins.signing import SigningKeyError
+from fleet_common.wire.reports import EngineReport, ReportError
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +109,11 @@ def enroll(request: HttpRequest) -> HttpResponse:
         for key in ("enrollment_token", "name"):
             if not fields[key]:
                 raise BadRequest(f"{key} is required")
-        device, token = enroll_device(**fields)
+        try:
+            engine = None if data.get("engine") is None else EngineReport.parse(data["engine"])
+        except ReportError as exc:
+            raise BadRequest(str(exc)) from None
+        device, token = enroll_device(**fields, engine=engine)
     except BadRequest as exc:
         return error(400, str(exc))
     except EnrollmentRefused as exc:
@@ -167,6 +175,38 @@ def artifact(request: HttpRequest, sha256: str) -> HttpResponse:
     except FileNotFoundError:
         log.error("artifact %s is approved but missing from %s", sha256, settings.ARTIFACT_ROOT)
         return error(404, f"artifact {sha256} is missing on the control plane")
+    response = FileResponse(handle, content_type="application/zstd")
+    response["X-Artifact-Size"] = str(size)
+    return response
+
+
+@allow("GET")
+def compiled(request: HttpRequest, sha256: str) -> HttpResponse:
+    """``GET /api/v1/compiled/<sha256>``: a signed compiled artifact, zstd-compressed."""
+    token = _bearer_token(request)
+    if token is None:
+        return error(401, "missing Authorization: Bearer <device token>")
+    if not Device.objects.filter(token_hash=hash_token(token)).exists():
+        return error(401, "unknown device token (was the device deleted? enroll it again)")
+    size = (
+        CompiledArtifact.objects.filter(
+            sha256=sha256,
+            state=ArtifactState.READY,
+            envelope__isnull=False,
+            version__status=VersionStatus.APPROVED,
+        )
+        .values_list("size", flat=True)
+        .first()
+    )
+    if size is None:
+        return error(404, f"no signed compiled artifact {sha256}")
+    try:
+        handle = compiled_path(sha256).open("rb")
+    except FileNotFoundError:
+        log.error(
+            "compiled artifact %s is signed but missing from %s", sha256, compiled_path(sha256)
+        )
+        return error(404, f"compiled artifact {sha256} is missing on the control plane")
     response = FileResponse(handle, content_type="application/zstd")
     response["X-Artifact-Size"] = str(size)
     return response

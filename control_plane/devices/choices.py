@@ -2,18 +2,15 @@
 
 from django.db import models
 
+from fleet_common.wire.events import EventKind as DeviceEventKind
 
-class EventKind(models.TextChoices):
-    """What a device reported happening to one of its plugins (device_host's EventKind)."""
-
-    INSTALLED = "installed", "installed"
-    REFUSED = "refused", "refused"
-    TRAPPED = "trapped", "trapped"
-    QUARANTINED = "quarantined", "quarantined"
-    REMOVED = "removed", "removed"
-    REVERTED = "reverted", "reverted"
-    MAINTENANCE = "maintenance", "maintenance"
-    OTHER = "other", "other"
+EventKind = models.TextChoices(  # type: ignore[misc]
+    "EventKind",
+    [(kind.name, (kind.value, kind.value)) for kind in DeviceEventKind]
+    + [("MAINTENANCE", ("maintenance", "maintenance")), ("OTHER", ("other", "other"))],
+)
+"""What a device reported happening to one of its plugins (the wire's kinds), what an
+operator's tool recorded (maintenance), and ``other`` for kinds this version does not know."""
 
 
 class Connectivity(models.TextChoices):

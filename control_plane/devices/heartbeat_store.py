@@ -56,7 +56,8 @@ def statements(vendor: str) -> Statements:
     event_columns = ", ".join(column(DeviceEvent, name) for name in EVENT_COLUMNS)
     return Statements(
         lookup=(
-            f"SELECT {column(Device, 'id')}, {column(Device, 'desired_envelope')} "
+            f"SELECT {column(Device, 'id')}, {column(Device, 'desired_envelope')}, "
+            f"{column(Device, 'engine_key')} "
             f"FROM {device} WHERE {column(Device, 'token_hash')} = %s"
         ),
         update=f"UPDATE {device} SET {', '.join(assignments)}{where}",
@@ -71,12 +72,12 @@ def statements(vendor: str) -> Statements:
     )
 
 
-def find_device(token_hash: str) -> tuple[Any, str] | None:
-    """The device's id (as the database returns it) and its cached desired envelope."""
+def find_device(token_hash: str) -> tuple[Any, str, str] | None:
+    """The device's id (as the database returns it), cached desired envelope and engine key."""
     with connection.cursor() as cursor:
         cursor.execute(statements(connection.vendor).lookup, [token_hash])
         row = cursor.fetchone()
-    return None if row is None else (row[0], row[1])
+    return None if row is None else (row[0], row[1], row[2])
 
 
 def store_heartbeat(

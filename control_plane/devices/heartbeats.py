@@ -15,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from control_plane.devices.choices import EventKind
+from fleet_common.wire.reports import EngineReport, ReportError
 
 MAX_PLUGINS = 100
 MAX_READINGS = 2000
@@ -47,6 +48,8 @@ class Heartbeat:
     """One device's report: its host version, plugin states, new readings and events."""
 
     host_version: str
+    engine: EngineReport | None
+    """None from a device too old to report one: it gets no compiled artifacts."""
     plugins: list[dict[str, Any]]
     readings: list[ReadingReport]
     events: list[EventReport]
@@ -59,8 +62,13 @@ def parse_heartbeat(data: object) -> Heartbeat:
     host_version = data.get("host_version", "")
     if not isinstance(host_version, str) or len(host_version) > 64:
         raise ValidationError("host_version must be a string of at most 64 characters")
+    try:
+        engine = None if data.get("engine") is None else EngineReport.parse(data["engine"])
+    except ReportError as exc:
+        raise ValidationError(str(exc)) from None
     return Heartbeat(
         host_version=host_version,
+        engine=engine,
         plugins=[
             _plugin(item, f"plugins[{i}]") for i, item in _items(data, "plugins", MAX_PLUGINS)
         ],

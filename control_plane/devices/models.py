@@ -76,6 +76,14 @@ class Device(models.Model):
         help_text="Where the device's agent listens, e.g. http://pi-7.local:3000",
     )
     host_version = models.CharField(max_length=64, blank=True)
+    engine_key = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="Which compiled artifacts the device's engine loads (it reports it).",
+    )
+    engine_target = models.CharField(max_length=40, blank=True)
+    engine_features = models.JSONField(default=list, blank=True)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     enrolled_at = models.DateTimeField(auto_now_add=True)
     enrolled_with = models.ForeignKey(

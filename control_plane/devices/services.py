@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -17,6 +19,9 @@ from control_plane.devices.heartbeats import Heartbeat
 from control_plane.devices.models import Device, DeviceEvent, EnrollmentToken, Reading, Tag
 from control_plane.devices.tokens import hash_token, new_token
 from control_plane.rollouts.services import refresh_desired_states
+from fleet_common.wire.reports import EngineReport
+
+log = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -52,7 +57,12 @@ def revoke_enrollment_token(*, token: EnrollmentToken) -> EnrollmentToken:
 
 @transaction.atomic
 def enroll_device(
-    *, enrollment_token: str, name: str, host_version: str = "", agent_url: str = ""
+    *,
+    enrollment_token: str,
+    name: str,
+    host_version: str = "",
+    agent_url: str = "",
+    engine: EngineReport | None = None,
 ) -> tuple[Device, str]:
     """Spends one use of the enrollment token on a new device; returns it and its token.
 
@@ -82,6 +92,8 @@ def enroll_device(
         token_hash=hash_token(secret),
         enrolled_with=token,
     )
+    if engine is not None:
+        _set_engine(device, engine)
     device.full_clean()
     device.save()
     # No push: the agent is still waiting for this answer; its first heartbeat converges.
@@ -99,7 +111,9 @@ def record_heartbeat(*, device_token: str, heartbeat: Heartbeat) -> str:
     found = find_device(hash_token(device_token))
     if found is None:
         raise UnknownDeviceToken("unknown device token (was the device deleted? enroll it again)")
-    device_id, desired_envelope = found
+    device_id, desired_envelope, engine_key = found
+    if heartbeat.engine is not None and heartbeat.engine.key != engine_key:
+        desired_envelope = _engine_changed(device_id, heartbeat.engine)
     last_reading = None
     if heartbeat.readings:
         newest = max(heartbeat.readings, key=lambda r: r.taken_at)
@@ -119,6 +133,24 @@ def record_heartbeat(*, device_token: str, heartbeat: Heartbeat) -> str:
         events=heartbeat.events,
     )
     return desired_envelope
+
+
+def _set_engine(device: Device, engine: EngineReport) -> None:
+    device.engine_key = engine.key
+    device.engine_target = engine.target
+    device.engine_features = list(engine.features)
+
+
+@transaction.atomic
+def _engine_changed(device_id: Any, engine: EngineReport) -> str:
+    """A device reports another engine (a host upgrade): its artifacts change with it."""
+    device = Device.objects.select_for_update().get(pk=device_id)
+    log.info("device %s now reports engine key %s (%s)", device, engine.key[:16], engine.target)
+    _set_engine(device, engine)
+    device.save(update_fields=["engine_key", "engine_target", "engine_features"])
+    refresh_desired_states(devices=[device], push=False)
+    device.refresh_from_db(fields=["desired_envelope"])
+    return device.desired_envelope
 
 
 @transaction.atomic

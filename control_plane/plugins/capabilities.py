@@ -8,7 +8,7 @@ from typing import Any
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.components import ComponentSurface
 from control_plane.plugins.models import PluginVersion
-from device_host.manifest import Manifest
+from fleet_common.manifest import Manifest
 
 PIN_GRANTS = (("dht22", "dht22 pin"), ("gpio-out", "gpio out pin"))
 QUOTAS = (

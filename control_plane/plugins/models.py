@@ -23,10 +23,11 @@ class Plugin(models.Model):
 
 
 class PluginVersion(models.Model):
-    """One uploaded version of a plugin: a validated component plus its manifest.
+    """One uploaded version of a plugin: a component plus its manifest.
 
-    The component is stored on disk by content (``<sha256>.wasm.zst``). Approval gives the
-    version the plugin's next serial and a release statement signed with the fleet key;
+    The component is stored on disk by content (``<sha256>.wasm.zst``). A background job
+    checks it against the contract and compiles it per device class (`builds`); approval
+    gives it the plugin's next serial and signs its release and its compiled artifacts;
     only then can it be assigned to devices.
     """
 
@@ -41,7 +42,11 @@ class PluginVersion(models.Model):
         default=dict, help_text="Granted capabilities and the contract interfaces it uses."
     )
     status = models.CharField(
-        max_length=16, choices=VersionStatus.choices, default=VersionStatus.PENDING, db_index=True
+        max_length=16, choices=VersionStatus.choices, default=VersionStatus.CHECKING, db_index=True
+    )
+    problem = models.TextField(blank=True, help_text="Why the check refused it.")
+    footprint = models.JSONField(
+        null=True, blank=True, editable=False, help_text="What one instance allocates."
     )
     serial = models.PositiveIntegerField(null=True, blank=True, editable=False)
     release_envelope = models.JSONField(null=True, blank=True, editable=False)

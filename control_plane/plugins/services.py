@@ -1,4 +1,4 @@
-"""Every write to plugins goes through here: upload, approve (sign), reject."""
+"""Every write to plugins goes through here: upload, the check's verdict, approve (sign), reject."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from control_plane.builds.services import enqueue_check, sign_artifacts
 from control_plane.plugins.artifacts import (
     artifact_lock,
     artifact_path,
@@ -20,17 +21,22 @@ from control_plane.plugins.artifacts import (
 )
 from control_plane.plugins.capabilities import derive_capabilities
 from control_plane.plugins.choices import VersionStatus
-from control_plane.plugins.components import ComponentSurface, inspect_component
+from control_plane.plugins.components import ComponentSurface
 from control_plane.plugins.models import Plugin, PluginVersion
 from control_plane.plugins.signing import sign_statement
 from control_plane.plugins.uploads import read_upload
-from control_plane.plugins.versions import version_key
 from control_plane.rollouts.services import refresh_desired_states_for_plugin
-from device_host.delivery.statements import release_statement
-from device_host.errors import PluginLoadError
-from device_host.manifest import Manifest
+from fleet_common.compiler.validate import Validated
+from fleet_common.contract.check import COMPONENT_MAGIC, magic_problem
+from fleet_common.footprint import Footprint, FootprintError, read_footprint
+from fleet_common.limits import budget_problem
+from fleet_common.manifest import Manifest, parse_manifest
+from fleet_common.versions import version_key
+from fleet_common.wire.statements import release_statement
 
 log = logging.getLogger(__name__)
+
+REJECTABLE = (VersionStatus.CHECKING, VersionStatus.INVALID, VersionStatus.PENDING)
 
 
 def upload_plugin_version(
@@ -40,21 +46,19 @@ def upload_plugin_version(
     bundle: bytes | None = None,
     uploaded_by: AbstractBaseUser | None = None,
 ) -> PluginVersion:
-    """Validates an uploaded version as a device would, stores it, and returns it pending.
+    """Stores an uploaded version and queues its check; returns it at once, being checked.
 
-    Takes a component with its manifest.toml text, or a zip bundle holding both. Refuses,
-    with a ValidationError keyed by field: a bad manifest or bundle, bytes that are not a
-    component, a component that does not fit its manifest or the contract, a version
-    already uploaded, and a version below the plugin's latest. Nothing is left behind by a
-    refusal or a failed write. Compiling takes seconds, so call this outside transactions.
+    Takes a component with its manifest.toml text, or a zip bundle holding both. Refuses
+    at once, with a ValidationError keyed by field, what needs no compile: a bad manifest
+    or bundle, bytes that are not a component or too large, a footprint over the manifest's
+    memory cap, a version already uploaded, and one below the plugin's latest. The contract
+    check and the compiles run as jobs (`control_plane.builds.jobs`). Nothing is left
+    behind by a refusal or a failed write.
     """
     upload = read_upload(component=component, manifest_text=manifest_text, bundle=bundle)
     manifest = upload.manifest
     _check_version_is_new(manifest)
-    try:
-        surface = inspect_component(upload.component, manifest)
-    except PluginLoadError as exc:
-        raise ValidationError({"component": str(exc)}) from None
+    footprint = _footprint(upload.component, manifest)
     sha256 = hashlib.sha256(upload.component).hexdigest()
     path = artifact_path(sha256)
     compressed = None if path.exists() else compress(upload.component)
@@ -63,12 +67,58 @@ def upload_plugin_version(
             store_artifact(sha256, compressed or compress(upload.component))
         compressed_size = path.stat().st_size
         try:
-            return _save_version(
-                manifest, upload.component, compressed_size, sha256, surface, uploaded_by
+            version = _save_version(
+                manifest, len(upload.component), compressed_size, sha256, footprint, uploaded_by
             )
         except BaseException:
             _remove_unreferenced(sha256)
             raise
+    enqueue_check(version)
+    version.refresh_from_db()  # a synchronous queue (tests) has checked it already
+    return version
+
+
+def record_check(
+    version: PluginVersion, validated: Validated | None, problem: str | None
+) -> PluginVersion:
+    """Stores the check's verdict: pending review, or invalid with the problem named."""
+    with transaction.atomic():
+        version = (
+            PluginVersion.objects.select_for_update().select_related("plugin").get(pk=version.pk)
+        )
+        if validated is None:
+            version.status = VersionStatus.INVALID
+            version.problem = problem or "refused"
+        else:
+            manifest = parse_manifest(version.manifest, source="stored manifest")
+            surface = ComponentSurface(
+                imports=sorted(n for n in validated.surface.imports if not n.startswith("wasi:")),
+                exports=sorted(validated.exports.values()),
+            )
+            version.capabilities = derive_capabilities(manifest, surface)
+            version.footprint = validated.footprint.to_json()
+            version.status = VersionStatus.PENDING
+            version.problem = ""
+        version.full_clean()
+        version.save()
+    log.info("checked %s: %s", version, version.problem or "valid")
+    return version
+
+
+def _footprint(component: bytes, manifest: Manifest) -> Footprint:
+    """The component's footprint, refused now if it is no component or can never fit."""
+    prefix = f"plugin {manifest.name} {manifest.version}"
+    problem = magic_problem(component[: len(COMPONENT_MAGIC)])
+    if problem is not None:
+        raise ValidationError({"component": f"{prefix}: {problem}"})
+    try:
+        footprint = read_footprint(component)
+    except FootprintError as exc:
+        raise ValidationError({"component": f"{prefix}: not a valid component: {exc}"}) from None
+    problem = budget_problem(footprint, manifest.limits.memory_mib)
+    if problem is not None:
+        raise ValidationError({"component": f"{prefix}: {problem}"})
+    return footprint
 
 
 def published_before(
@@ -100,24 +150,29 @@ def published_before(
 @transaction.atomic
 def _save_version(
     manifest: Manifest,
-    component: bytes,
+    size: int,
     compressed_size: int,
     sha256: str,
-    surface: ComponentSurface,
+    footprint: Footprint,
     uploaded_by: AbstractBaseUser | None,
 ) -> PluginVersion:
     plugin, _ = Plugin.objects.get_or_create(name=manifest.name)
     Plugin.objects.select_for_update().filter(pk=plugin.pk).get()
     _check_version_is_new(manifest)
+    # An upload the check refused is replaced by the fixed one, under the same version.
+    PluginVersion.objects.filter(
+        plugin=plugin, version=manifest.version, status=VersionStatus.INVALID
+    ).delete()
     version = PluginVersion(
         plugin=plugin,
         version=manifest.version,
         world=manifest.world,
         manifest=manifest.to_data(),
         sha256=sha256,
-        size=len(component),
+        size=size,
         compressed_size=compressed_size,
-        capabilities=derive_capabilities(manifest, surface),
+        footprint=footprint.to_json(),
+        capabilities={"grants": manifest.capabilities.describe()},
         uploaded_by=uploaded_by,
     )
     version.full_clean()
@@ -128,7 +183,9 @@ def _save_version(
 
 def _check_version_is_new(manifest: Manifest) -> None:
     versions = list(
-        PluginVersion.objects.filter(plugin__name=manifest.name).values_list("version", flat=True)
+        PluginVersion.objects.filter(plugin__name=manifest.name)
+        .exclude(status=VersionStatus.INVALID)
+        .values_list("version", flat=True)
     )
     if manifest.version in versions:
         raise ValidationError(
@@ -184,7 +241,10 @@ def approve_plugin_version(
     version.reviewed_at = timezone.now()
     version.full_clean()
     version.save()
-    log.info("approved %s as serial %d", version, version.serial)
+    signed = sign_artifacts(version)
+    log.info(
+        "approved %s as serial %d (%d compiled artifacts signed)", version, version.serial, signed
+    )
     refresh_desired_states_for_plugin(plugin=version.plugin)
     return version
 
@@ -197,7 +257,7 @@ def reject_plugin_version(
         version = (
             PluginVersion.objects.select_for_update().select_related("plugin").get(pk=version.pk)
         )
-        if version.status != VersionStatus.PENDING:
+        if version.status not in REJECTABLE:
             raise ValidationError(
                 f"{version} is {version.get_status_display()}, not pending review"
             )

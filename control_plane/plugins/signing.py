@@ -1,6 +1,6 @@
 """The fleet's Ed25519 signing key: a 0600 PEM file on this host, never in the database.
 
-Statements are signed with `device_host.delivery.statements.sign`, the same code devices
+Statements are signed with `fleet_common.wire.statements.sign`, the same code devices
 verify against, so the two sides cannot drift apart.
 """
 
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from django.conf import settings
 
-from device_host.delivery.statements import encode_public_key, key_id, sign
+from fleet_common.wire.statements import encode_public_key, key_id, sign
 
 log = logging.getLogger(__name__)
 

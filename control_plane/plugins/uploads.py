@@ -11,9 +11,9 @@ from pathlib import PurePosixPath
 
 from django.core.exceptions import ValidationError
 
-from device_host.errors import ManifestError
-from device_host.manifest import Manifest, parse_manifest
-from device_host.runtime import MAX_COMPONENT_BYTES
+from fleet_common.components import MAX_COMPONENT_BYTES
+from fleet_common.errors import ManifestError
+from fleet_common.manifest import Manifest, parse_manifest
 
 MAX_MANIFEST_BYTES = 64 * 1024
 MANIFEST_NAME = "manifest.toml"

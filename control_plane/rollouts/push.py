@@ -14,9 +14,10 @@ import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from fleet_common.wire import paths
+
 log = logging.getLogger(__name__)
 
-PUSH_PATH = "/agent/v1/desired-state"
 TIMEOUT_S = 5.0
 WORKERS = 8
 
@@ -41,7 +42,7 @@ def push_desired_states(pushes: list[Push]) -> list[Future[bool]]:
 
 def deliver(push: Push) -> bool:
     """POSTs one envelope; True when the device accepted it (202)."""
-    url = push.agent_url.rstrip("/") + PUSH_PATH
+    url = push.agent_url.rstrip("/") + paths.PUSH_DESIRED_STATE
     request = urllib.request.Request(
         url,
         data=push.envelope.encode(),

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from control_plane.builds.services import signed_artifacts
 from control_plane.devices.models import Device, Tag
 from control_plane.plugins.models import Plugin, PluginVersion
 from control_plane.plugins.signing import load_signing_key
@@ -16,7 +17,7 @@ from control_plane.rollouts.choices import AssignmentTarget
 from control_plane.rollouts.desired import all_assignments, desired_versions
 from control_plane.rollouts.models import Assignment
 from control_plane.rollouts.push import Push, push_desired_states
-from device_host.delivery.statements import desired_state_statement, sign
+from fleet_common.wire.statements import desired_state_statement, sign
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,10 @@ def refresh_desired_states_for_plugin(*, plugin: Plugin) -> list[Device]:
 def refresh_desired_states(*, devices: Iterable[Device], push: bool = True) -> list[Device]:
     """Recomputes and re-signs the desired state of each device whose releases changed.
 
-    A changed device gets the next sequence number; after the commit, unless ``push`` is
-    off, its agent is sent the new envelope in the background. Returns the changed devices.
+    Each release travels with its signed compiled artifact for the device's engine key,
+    when there is one. A changed device gets the next sequence number; after the commit,
+    unless ``push`` is off, its agent is sent the new envelope in the background. Returns
+    the changed devices.
     """
     ids = [device.pk for device in devices]
     if not ids:
@@ -92,11 +95,18 @@ def refresh_desired_states(*, devices: Iterable[Device], push: bool = True) -> l
         tag_ids = {tag.pk for tag in device.tags.all()}
         versions = desired_versions(device, assignments, tag_ids)
         releases = [version.release_envelope for version in versions.values()]
+        compiled = signed_artifacts(versions.values(), device.engine_key)
         current = device.desired_statement
-        if current is not None and current["releases"] == releases:
+        if (
+            current is not None
+            and current["releases"] == releases
+            and current.get("compiled", []) == compiled
+        ):
             continue
         device.desired_sequence += 1
-        statement = desired_state_statement(str(device.pk), device.desired_sequence, releases)
+        statement = desired_state_statement(
+            str(device.pk), device.desired_sequence, releases, compiled
+        )
         device.desired_envelope = json.dumps(sign(statement, key), separators=(",", ":"))
         changed.append(device)
     Device.objects.bulk_update(changed, ["desired_sequence", "desired_envelope"], batch_size=500)

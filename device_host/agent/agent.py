@@ -18,10 +18,11 @@ from device_host.agent.state import AgentState
 from device_host.agent.supervisor import Supervisor
 from device_host.agent.trust import load_trusted_keys
 from device_host.config import AgentConfig
-from device_host.delivery.statements import StatementError
-from device_host.plugins.events import EventKind, EventLog, PluginEvent
+from device_host.plugins.events import EventLog, PluginEvent
 from device_host.plugins.manager import PluginManager
 from device_host.readings import ReadingHistory
+from fleet_common.wire.events import EventKind
+from fleet_common.wire.statements import DesiredState, StatementError
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,14 @@ class DeviceAgent:
             self.trusted_keys(),
             self.conditions,
             self._stop,
+            compile_locally=config.compile_locally,
         )
         manager.keep_referenced_by(self.installer.referenced_sha256s)
         self._client = ControlPlaneClient(config.control_plane_url, self.state.data.device_token)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._accepted_sequence = self.state.data.desired_sequence
-        self._pending: dict[str, object] | None = None
+        self._pending: DesiredState | None = None
         self._restored = threading.Event()
         self._supervisor = Supervisor("device agent", self._loop, self._stop)
         self._readings_since = 0.0
@@ -141,8 +143,8 @@ class DeviceAgent:
             "last_sync": self.last_sync,
         }
 
-    def _accept(self, statement: dict[str, object]) -> bool:
-        sequence = int(statement["sequence"])  # type: ignore[call-overload]
+    def _accept(self, statement: DesiredState) -> bool:
+        sequence = statement.sequence
         with self._lock:
             if sequence < self._accepted_sequence:
                 raise StaleDesiredState(
@@ -155,7 +157,7 @@ class DeviceAgent:
         self._wake.set()
         return True
 
-    def _take_pending(self) -> dict[str, object] | None:
+    def _take_pending(self) -> DesiredState | None:
         with self._lock:
             pending, self._pending = self._pending, None
             self._wake.clear()
@@ -190,7 +192,11 @@ class DeviceAgent:
         config = self._config
         try:
             answer = self._client.enroll(
-                config.enrollment_token, config.device_name, self._host_version, config.agent_url
+                config.enrollment_token,
+                config.device_name,
+                self._host_version,
+                config.agent_url,
+                self._manager.engine_report(),
             )
         except ControlPlaneError as exc:
             self.conditions.report("enrollment", f"failed: {exc}")
@@ -210,6 +216,7 @@ class DeviceAgent:
         readings = self._new_readings()
         report = {
             "host_version": self._host_version,
+            "engine": self._manager.engine_report().to_json(),
             "plugins": [_plugin_report(slot.to_json()) for slot in self._manager.slots()],
             "readings": readings,
             "events": backlog,
@@ -247,8 +254,9 @@ class DeviceAgent:
         self.conditions.clear(DESIRED_STATE_SUBJECT)
         if accepted:
             return  # the loop applies it next
-        applied = self.state.data.desired_sequence == int(statement["sequence"])  # type: ignore[call-overload]
-        unfinished = self.installer.incomplete or self.installer.converged != statement["releases"]
+        applied = self.state.data.desired_sequence == statement.sequence
+        offered = (statement.releases, statement.compiled)
+        unfinished = self.installer.incomplete or self.installer.converged != offered
         if applied and unfinished:
             self.installer.converge(statement, self._client)
 

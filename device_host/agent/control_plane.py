@@ -10,15 +10,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, TypeVar
 
-from device_host.delivery.answers import (
+from device_host.errors import DeviceHostError
+from fleet_common.wire import paths
+from fleet_common.wire.answers import (
     AnswerError,
     EnrollAnswer,
     HeartbeatAnswer,
     parse_enroll_answer,
     parse_heartbeat_answer,
 )
-from device_host.delivery.jsonlimits import JsonRefused, loads_bounded
-from device_host.errors import DeviceHostError
+from fleet_common.wire.jsonlimits import JsonRefused, loads_bounded
+from fleet_common.wire.reports import EngineReport
 
 TIMEOUT_S = 15.0
 MAX_ANSWER_BYTES = 4 << 20
@@ -40,26 +42,41 @@ class ControlPlaneClient:
         self.token = token
 
     def enroll(
-        self, enrollment_token: str, name: str, host_version: str, agent_url: str
+        self,
+        enrollment_token: str,
+        name: str,
+        host_version: str,
+        agent_url: str,
+        engine: EngineReport,
     ) -> EnrollAnswer:
         body = {
             "enrollment_token": enrollment_token,
             "name": name,
             "host_version": host_version,
             "agent_url": agent_url,
+            "engine": engine.to_json(),
         }
-        return _parsed(parse_enroll_answer, self._post("/api/v1/enroll", body, authenticated=False))
+        return _parsed(parse_enroll_answer, self._post(paths.ENROLL, body, authenticated=False))
 
     def heartbeat(self, report: dict[str, Any]) -> HeartbeatAnswer:
-        answer = self._post("/api/v1/heartbeat", report, authenticated=True)
+        answer = self._post(paths.HEARTBEAT, report, authenticated=True)
         return _parsed(parse_heartbeat_answer, answer)
 
     @contextmanager
     def artifact(self, sha256: str) -> Iterator[IO[bytes]]:
-        """Opens the zstd-compressed artifact as a stream; the caller bounds what it reads."""
-        request = urllib.request.Request(
-            f"{self.base_url}/api/v1/artifacts/{sha256}", headers=self._auth_headers()
-        )
+        """Opens the zstd-compressed component as a stream; the caller bounds what it reads."""
+        with self._download(paths.COMPONENT.format(sha256=sha256)) as response:
+            yield response
+
+    @contextmanager
+    def compiled(self, sha256: str) -> Iterator[IO[bytes]]:
+        """Opens a zstd-compressed compiled artifact as a stream, bounded by the caller."""
+        with self._download(paths.COMPILED.format(sha256=sha256)) as response:
+            yield response
+
+    @contextmanager
+    def _download(self, path: str) -> Iterator[IO[bytes]]:
+        request = urllib.request.Request(self.base_url + path, headers=self._auth_headers())
         with self._open(request) as response:
             yield response
 

@@ -7,27 +7,30 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from device_host.agent.artifacts import ArtifactStore, DownloadFailed
+from device_host.agent.artifacts import ArtifactStore, DownloadFailed, fetch_compiled
 from device_host.agent.conditions import Conditions
 from device_host.agent.control_plane import ControlPlaneClient
 from device_host.agent.state import AcceptedRelease, AgentState, HeldBack
-from device_host.delivery.statements import (
-    DESIRED_STATE_TYPE,
-    Release,
-    StatementError,
-    verify,
-)
-from device_host.errors import PluginLoadError
-from device_host.plugins.events import EventKind
 from device_host.plugins.manager import PluginManager
 from device_host.plugins.slot import PluginState
+from device_host.runtime import Delivered
+from fleet_common.errors import PluginLoadError
+from fleet_common.wire.events import EventKind
+from fleet_common.wire.statements import (
+    CompiledArtifact,
+    DesiredState,
+    Release,
+    StatementError,
+)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REVERT_WINDOW_S = 300.0
 """A release that gets quarantined this soon after its install is reverted."""
@@ -53,8 +56,11 @@ class Installer:
         trusted: Mapping[str, Ed25519PublicKey],
         conditions: Conditions,
         stop: threading.Event,
+        *,
+        compile_locally: bool,
     ) -> None:
         self._manager = manager
+        self._compile_locally = compile_locally
         self._state = state
         self._store = store
         self._trusted = trusted
@@ -62,22 +68,16 @@ class Installer:
         self._stop = stop
         self._installed_at: dict[str, float] = {}
         self._sequence = -1
+        self._offered: list[object] = []
+        """The compiled artifacts of the desired state being converged on (still signed)."""
         self.incomplete = False
         """Whether the last convergence left a download to retry."""
         self.converged: object = None
         """The releases of the last desired state converged on (none yet after a start)."""
 
-    def check_desired(self, envelope: object, device_id: str) -> dict[str, object]:
+    def check_desired(self, envelope: object, device_id: str) -> DesiredState:
         """Verifies a desired-state envelope addressed to this device; raises StatementError."""
-        statement = verify(envelope, self._trusted, DESIRED_STATE_TYPE)
-        if statement.get("device_id") != device_id:
-            raise StatementError("desired state is addressed to another device")
-        sequence = statement.get("sequence")
-        if not isinstance(sequence, int) or isinstance(sequence, bool):
-            raise StatementError("desired state has no sequence number")
-        if not isinstance(statement.get("releases"), list):
-            raise StatementError("desired state has no list of releases")
-        return statement
+        return DesiredState.from_envelope(envelope, self._trusted, device_id)
 
     def restore(self) -> None:
         """At start-up, runs what was accepted before, from local artifacts (no network)."""
@@ -86,8 +86,7 @@ class Installer:
         for plugin, record in accepted.items():
             try:
                 release = Release.from_envelope(record.envelope, self._trusted)
-                path = self._store.path_for(release.sha256)
-                self._manager.install(release.manifest, path)
+                self._manager.install(release.manifest, self._local_source(release, record))
             except (StatementError, OSError) as exc:
                 self._manager.refuse(
                     plugin, _version_of(record.envelope), f"cannot restore the release: {exc}"
@@ -95,20 +94,22 @@ class Installer:
             except PluginLoadError:
                 pass  # the slot recorded and logged the reason
 
-    def converge(self, statement: dict[str, object], client: ControlPlaneClient) -> None:
-        """Brings the plugins in line with a verified desired-state statement.
+    def converge(self, desired: DesiredState, client: ControlPlaneClient) -> None:
+        """Brings the plugins in line with a verified desired state.
 
         A release in it that fails verification is refused, and its plugin keeps running
         what it runs: an unreadable entry is not an unassignment.
         """
-        sequence = int(statement["sequence"])  # type: ignore[call-overload]
+        sequence = desired.sequence
         if sequence != self._sequence:
             self._conditions.clear_prefix("refused ")
             self._conditions.clear_prefix("download ")
+            self._conditions.clear_prefix("no artifact ")
             self._sequence = sequence
+        self._offered = desired.compiled
         wanted: dict[str, Release] = {}
         unreadable: set[str] = set()
-        for envelope in statement["releases"]:  # type: ignore[attr-defined]
+        for envelope in desired.releases:
             try:
                 release = Release.from_envelope(envelope, self._trusted)
             except StatementError as exc:
@@ -122,7 +123,7 @@ class Installer:
                 return
             complete = self._apply(release, sequence, client) and complete
         self.incomplete = not complete
-        self.converged = statement["releases"]
+        self.converged = (desired.releases, desired.compiled)
         with self._state as data:
             kept = wanted.keys() | unreadable
             unwanted = [name for name in data.releases if name not in kept]
@@ -190,19 +191,26 @@ class Installer:
             self._hold(release, sequence, "rollback")
             self._refuse(plugin, release.version, reason)
             return True
+        compiled = self._compiled_for(release)
         try:
-            path = self._download(release, client)
+            if compiled is not None:
+                source: Path | Delivered = self._fetch_compiled(release, compiled, client)
+            elif self._compile_locally:
+                source = self._download(release, client)
+            else:
+                return False  # waits for the control plane to compile for this engine
         except DownloadFailed:
             return False
         try:
-            self._manager.install(release.manifest, path)
+            self._manager.install(release.manifest, source)
         except PluginLoadError:
             self._hold(release, sequence, "refused")  # the slot recorded and logged why
             return True
+        envelope = None if compiled is None else compiled[1]
         with self._state as data:
             if current is not None:
                 data.last_good[plugin] = current
-            data.releases[plugin] = AcceptedRelease(release.serial, release.envelope)
+            data.releases[plugin] = AcceptedRelease(release.serial, release.envelope, envelope)
             if release.serial >= highest:
                 data.highest_serial[plugin] = release.serial
                 data.highest_sha256[plugin] = release.sha256
@@ -212,17 +220,76 @@ class Installer:
         log.info("installed %s %s (serial %d)", plugin, release.version, release.serial)
         return True
 
+    def _compiled_for(self, release: Release) -> tuple[CompiledArtifact, dict[str, str]] | None:
+        """The signed artifact of ``release`` for this engine, verified, with its envelope.
+
+        Without one, reports why (an event the control plane shows on the version's page)
+        once per desired state; the caller compiles locally only if the config allows.
+        """
+        engine_key = self._manager.artifacts.engine_key
+        problems = []
+        for envelope in self._offered:
+            try:
+                compiled = CompiledArtifact.from_envelope(envelope, self._trusted)
+            except StatementError as exc:
+                if _plugin_of(envelope) == release.plugin:
+                    problems.append(f"refused a compiled artifact: {exc}")
+                continue
+            if compiled.plugin != release.plugin:
+                continue
+            problem = compiled.problem_for(release, engine_key)
+            if problem is None:
+                return compiled, dict(envelope)  # type: ignore[call-overload]
+            problems.append(f"refused a compiled artifact: {problem}")
+        why = "; ".join(problems) or "none came with the release"
+        fallback = "compiling it here" if self._compile_locally else "waiting for one"
+        detail = f"no compiled artifact for engine key {engine_key[:16]} ({why}); {fallback}"
+        key = f"no artifact {release.plugin} {release.version} (serial {release.serial})"
+        if self._conditions.report(key, detail):
+            self._state.add_event(_event(release, EventKind.NO_ARTIFACT, detail))
+        return None
+
+    def _fetch_compiled(
+        self,
+        release: Release,
+        compiled: tuple[CompiledArtifact, dict[str, str]],
+        client: ControlPlaneClient | None,
+    ) -> Delivered:
+        artifact = compiled[0]
+        target = self._manager.artifacts.artifact_path(release.sha256)
+        if client is None:
+            if not target.exists():
+                raise DownloadFailed("the compiled artifact is not on this device")
+        else:
+            self._retrying(release, lambda: fetch_compiled(artifact, client, target))
+        return Delivered(release.sha256, release.size, artifact.footprint)
+
+    def _local_source(self, release: Release, record: AcceptedRelease) -> Path | Delivered:
+        """What an accepted release loads from without the network: its compiled artifact
+        (verified again) or its component."""
+        if record.compiled is not None:
+            artifact = CompiledArtifact.from_envelope(record.compiled, self._trusted)
+            problem = artifact.problem_for(release, self._manager.artifacts.engine_key)
+            if problem is not None:
+                raise StatementError(f"its compiled artifact no longer fits: {problem}")
+            return Delivered(release.sha256, release.size, artifact.footprint)
+        return self._store.path_for(release.sha256)
+
     def _download(self, release: Release, client: ControlPlaneClient) -> Path:
-        """The verified artifact, after up to DOWNLOAD_ATTEMPTS tries with jittered back-off."""
+        """The verified component, after up to DOWNLOAD_ATTEMPTS tries with jittered back-off."""
+        return self._retrying(release, lambda: self._store.fetch(release, client))
+
+    def _retrying(self, release: Release, fetch: Callable[[], T]) -> T:
+        """``fetch()``, after up to DOWNLOAD_ATTEMPTS tries with jittered back-off."""
         key = f"download {release.plugin} {release.version} (serial {release.serial})"
         attempt, delay = 1, DOWNLOAD_BACKOFF_S
         while True:
             try:
-                path = self._store.fetch(release, client)
+                path = fetch()
             except DownloadFailed as exc:
                 message = f"attempt {attempt}/{DOWNLOAD_ATTEMPTS} failed, will retry: {exc}"
                 if self._conditions.report(key, message):
-                    self._state.add_event(_event(release, "download-failed", str(exc)))
+                    self._state.add_event(_event(release, EventKind.DOWNLOAD_FAILED, str(exc)))
                 if attempt == DOWNLOAD_ATTEMPTS or self._stop.wait(
                     delay * random.uniform(0.5, 1.5)
                 ):
@@ -239,10 +306,10 @@ class Installer:
             return
         try:
             release = Release.from_envelope(good.envelope, self._trusted)
-            path = self._store.path_for(release.sha256)
-            if not path.exists() and client is not None:
-                path = self._store.fetch(release, client)
-            self._manager.install(release.manifest, path)
+            source = self._local_source(release, good)
+            if isinstance(source, Path) and not source.exists() and client is not None:
+                source = self._store.fetch(release, client)
+            self._manager.install(release.manifest, source)
         except (StatementError, DownloadFailed, PluginLoadError, OSError) as exc:
             self._refuse(plugin, "-", f"cannot revert to the last good release: {exc}")
             return
@@ -278,13 +345,13 @@ class Installer:
         self._store.prune(self.referenced_sha256s())
 
 
-def _event(release: Release, kind: str, detail: str) -> dict[str, object]:
+def _event(release: Release, kind: EventKind, detail: str) -> dict[str, object]:
     """A backlog event for the control plane about a release that is not a plugin event."""
     return {
         "at": time.time(),
         "plugin": release.plugin,
         "version": release.version,
-        "kind": kind,
+        "kind": str(kind),
         "detail": detail,
     }
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device_host.storage.atomic import atomic_write_bytes
+from fleet_common.atomic import atomic_write_bytes
 
 MAX_BACKLOG = 1000
 
@@ -21,6 +21,8 @@ MAX_BACKLOG = 1000
 class AcceptedRelease:
     serial: int
     envelope: dict[str, str]
+    compiled: dict[str, str] | None = None
+    """The signed compiled artifact it runs from; None when this device compiled it."""
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from device_host.delivery.statements import StatementError, decode_public_key, key_id
+from fleet_common.wire.statements import StatementError, decode_public_key, key_id
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from device_host.errors import ConfigError
-from device_host.storage.atomic import atomic_write_bytes
+from fleet_common.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

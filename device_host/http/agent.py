@@ -6,8 +6,9 @@ from aiohttp import web
 
 from device_host.agent import DeviceAgent
 from device_host.agent.agent import StaleDesiredState
-from device_host.delivery.jsonlimits import JsonRefused, loads_bounded
-from device_host.delivery.statements import StatementError
+from fleet_common.wire import paths
+from fleet_common.wire.jsonlimits import JsonRefused, loads_bounded
+from fleet_common.wire.statements import StatementError
 
 MAX_PUSH_BYTES = 256 * 1024
 
@@ -17,7 +18,7 @@ class AgentRoutes:
         self._agent = agent
 
     def add_to(self, app: web.Application) -> None:
-        app.router.add_post("/agent/v1/desired-state", self.desired_state)
+        app.router.add_post(paths.PUSH_DESIRED_STATE, self.desired_state)
 
     async def desired_state(self, request: web.Request) -> web.Response:
         """202 once the signature checks out; the device converges in the background.

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from device_host.contract.worlds import World
 from device_host.http.pages import error_page
 from device_host.logs import OncePerWindow
 from device_host.metrics import Metrics
+from fleet_common.contract.worlds import World
 
 log = logging.getLogger(__name__)
 

@@ -12,21 +12,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 
 from device_host.logs import OncePerWindow, structured
+from fleet_common.wire.events import EventKind
 
 log = logging.getLogger("device_host.plugins")
 _QUIET = frozenset({"installed", "removed"})
-
-
-class EventKind(StrEnum):
-    INSTALLED = "installed"
-    REFUSED = "refused"
-    TRAPPED = "trapped"
-    QUARANTINED = "quarantined"
-    REMOVED = "removed"
-    REVERTED = "reverted"
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,23 @@ import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from device_host.errors import PluginLoadError
-from device_host.manifest import Manifest
 from device_host.metrics import Metrics
 from device_host.plugins.events import EventLog
 from device_host.plugins.quarantine import QuarantinePolicy
 from device_host.plugins.slot import DEFAULT_QUEUE_LIMIT, PluginSlot
-from device_host.runtime import GuestLog, LoadContext, LoadedVersion, load_version
-from device_host.storage.digest import file_sha256
+from device_host.runtime import (
+    ArtifactCache,
+    Delivered,
+    GuestLog,
+    LoadContext,
+    LoadedVersion,
+    LoadHow,
+    load_version,
+)
+from fleet_common.digest import file_sha256
+from fleet_common.errors import PluginLoadError
+from fleet_common.manifest import Manifest
+from fleet_common.wire.reports import EngineReport
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +64,28 @@ class PluginManager:
         self._lock = threading.Lock()
         self._install_lock = threading.Lock()
 
-    def install(self, manifest: Manifest, wasm_path: Path) -> LoadedVersion:
+    @property
+    def artifacts(self) -> ArtifactCache:
+        """The compiled cache: its engine key, and where a delivered artifact goes."""
+        return self._context.artifacts
+
+    def engine_report(self) -> EngineReport:
+        """What the control plane needs to send this host artifacts its engine loads."""
+        settings = self._context.artifacts.settings
+        return EngineReport(self.artifacts.engine_key, settings.target, settings.features)
+
+    def install(self, manifest: Manifest, source: Path | Delivered) -> LoadedVersion:
         """Loads and swaps in a version; on failure the serving version stays and this raises.
+
+        ``source`` is a component file or an artifact delivered for this engine (see
+        `load_version`).
 
         Installing the bytes and manifest already serving changes nothing but clears the
         slot's load error: the refused file it recorded has been put back.
         """
         slot = self.slot_for(manifest.name)
         with self._install_lock:
-            if _serving(slot, manifest, wasm_path):
+            if _serving(slot, manifest, source):
                 slot.clear_load_error()
                 return slot.version  # type: ignore[return-value]
             conflict = self._gpio_conflict(manifest)
@@ -73,7 +95,7 @@ class PluginManager:
                 raise PluginLoadError(manifest.name, manifest.version, conflict)
             try:
                 version = load_version(
-                    self._context, manifest, wasm_path, self._guest_log(manifest.name)
+                    self._context, manifest, source, self._guest_log(manifest.name)
                 )
             except PluginLoadError as exc:
                 log.error("refused %s: %s", manifest.label, exc.reason)
@@ -83,11 +105,12 @@ class PluginManager:
                 self._live.add(version)
             slot.swap(version)
             self._prune()
+        self._metrics.inc("plugin_loads_total", how=str(version.how))
         log.info(
             "%s is serving (sha256 %s, %s in %.0f ms)",
             manifest.label,
             version.sha256[:12],
-            "from compiled cache" if version.from_cache else "compiled",
+            _HOW[version.how],
             version.load_seconds * 1000,
         )
         return version
@@ -180,12 +203,21 @@ class PluginManager:
             return self._guest_logs.setdefault(name, GuestLog(name))
 
 
-def _serving(slot: PluginSlot, manifest: Manifest, wasm_path: Path) -> bool:
-    """Whether ``slot`` already serves this manifest with the bytes at ``wasm_path``."""
+_HOW = {
+    LoadHow.DELIVERED: "delivered compiled artifact",
+    LoadHow.CACHED: "from compiled cache",
+    LoadHow.COMPILED: "compiled here",
+}
+
+
+def _serving(slot: PluginSlot, manifest: Manifest, source: Path | Delivered) -> bool:
+    """Whether ``slot`` already serves this manifest with the bytes ``source`` names."""
     current = slot.version
     if current is None or current.manifest != manifest:
         return False
+    if isinstance(source, Delivered):
+        return source.sha256 == current.sha256
     try:
-        return file_sha256(wasm_path) == current.sha256
+        return file_sha256(source) == current.sha256
     except OSError:
         return False

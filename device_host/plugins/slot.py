@@ -19,9 +19,10 @@ from typing import TypeVar
 
 from device_host.errors import PluginBusy, PluginTrap, PluginUnavailable, VersionRetired
 from device_host.metrics import Metrics
-from device_host.plugins.events import EventKind, EventLog
+from device_host.plugins.events import EventLog
 from device_host.plugins.quarantine import Quarantine, QuarantinePolicy
 from device_host.runtime import LoadedVersion
+from fleet_common.wire.events import EventKind
 
 T = TypeVar("T")
 
@@ -293,5 +294,7 @@ class PluginSlot:
 
 
 def _origin(version: LoadedVersion) -> str:
-    source = "compiled cache" if version.from_cache else "fresh compile"
-    return f"sha256 {version.sha256[:12]}, {source}, loaded in {version.load_seconds * 1000:.0f} ms"
+    how = version.how
+    return (
+        f"sha256 {version.sha256[:12]}, {how} code, loaded in {version.load_seconds * 1000:.0f} ms"
+    )

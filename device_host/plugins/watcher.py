@@ -13,10 +13,10 @@ import logging
 import threading
 from pathlib import Path
 
-from device_host.errors import ManifestError, PluginLoadError
-from device_host.manifest import load_manifest
-from device_host.plugins.events import EventKind
 from device_host.plugins.manager import PluginManager
+from fleet_common.errors import ManifestError, PluginLoadError
+from fleet_common.manifest import load_manifest
+from fleet_common.wire.events import EventKind
 
 log = logging.getLogger(__name__)
 

@@ -4,18 +4,13 @@ Everything else in the host sees plugin versions through `LoadedVersion`'s typed
 world (`respond`, `run_periodic`) and never an instance, a Store or a wasmtime type.
 """
 
-from device_host.runtime._artifacts import MAX_COMPONENT_BYTES, ArtifactCache
-from device_host.runtime._engine import EngineSettings, EpochTicker, create_engine
+from device_host.runtime._artifacts import ArtifactCache, Delivered, LoadHow
+from device_host.runtime._engine import EpochTicker, create_engine
 from device_host.runtime._exports import DemoReading, HttpRequest, HttpResponse
 from device_host.runtime._guest_log import GuestLog
 from device_host.runtime._host_functions import HostServices
 from device_host.runtime._memory import resident_bytes
-from device_host.runtime._validate import (
-    Validated,
-    check_component,
-    surface_of_file,
-    validate_component,
-)
+from device_host.runtime._validate import check_component
 from device_host.runtime._version import (
     LoadContext,
     LoadedVersion,
@@ -25,24 +20,21 @@ from device_host.runtime._version import (
 )
 
 __all__ = [
-    "MAX_COMPONENT_BYTES",
     "ArtifactCache",
+    "Delivered",
     "DemoReading",
-    "EngineSettings",
     "EpochTicker",
     "GuestLog",
     "HostServices",
     "HttpRequest",
     "HttpResponse",
     "LoadContext",
+    "LoadHow",
     "LoadedVersion",
     "PeriodicOutcome",
     "Reading",
-    "Validated",
     "check_component",
     "create_engine",
     "load_version",
     "resident_bytes",
-    "surface_of_file",
-    "validate_component",
 ]

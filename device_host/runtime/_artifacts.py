@@ -1,11 +1,12 @@
-"""Compiled components on disk, keyed by content hash and engine fingerprint.
+"""Compiled components on disk, keyed by content hash and engine key.
 
 Compiling an 18 MB componentize-py component costs seconds (far more on a Pi) and
 hundreds of MB; loading its serialized form with ``deserialize_file`` costs milliseconds
-and maps shared, file-backed pages. So every component is compiled once per engine, in a
-child process (`device_host.runtime._compile`) so that the compile's memory leaves with it.
+and maps shared, file-backed pages. So a device loads the artifact the control plane
+compiled for its engine key and signed (`load_delivered`), and compiles (`load`, in a child
+process, `fleet_common.compiler.run`) only when it has none and its config allows.
 
-Before anything is compiled, the file's size is checked against `MAX_COMPONENT_BYTES` and
+Before anything is compiled, the file's size is checked (`fleet_common.components`) and
 its footprint (what one instance will allocate) is read and checked against the
 manifest's memory cap, so a component that can never fit costs no compile.
 """
@@ -14,30 +15,46 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import mmap
 import os
 import threading
 import weakref
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import wasmtime
 from wasmtime.component import Component
 
-from device_host.contract.check import COMPONENT_MAGIC, magic_problem
-from device_host.errors import PluginLoadError
-from device_host.runtime._compile import CompileFailed, CompileJob, compile_in_child
-from device_host.runtime._engine import EngineSettings
-from device_host.runtime._footprint import Footprint, FootprintError, read_footprint
-from device_host.runtime._limits import budget_problem
-from device_host.storage.digest import file_sha256
+from fleet_common.compiler.engines import engine_key
+from fleet_common.compiler.run import CompileFailed, CompileJob, compile_in_child
+from fleet_common.compiler.settings import EngineSettings
+from fleet_common.components import inspect_file, refuse_over_budget
+from fleet_common.errors import PluginLoadError
+from fleet_common.footprint import Footprint
 
 log = logging.getLogger(__name__)
 
-MAX_COMPONENT_BYTES = 64 << 20
-"""The largest component a device loads and a control plane accepts (ours are 18 MB)."""
-
 _footprints: weakref.WeakKeyDictionary[Component, Footprint] = weakref.WeakKeyDictionary()
+
+
+class LoadHow(StrEnum):
+    """Where a loaded component's machine code came from."""
+
+    DELIVERED = "delivered"
+    """An artifact the control plane compiled for this engine key and signed."""
+    CACHED = "cached"
+    """This host's own earlier compile."""
+    COMPILED = "compiled"
+    """Compiled here, now."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A component known only by its signed facts; its artifact is in the cache already."""
+
+    sha256: str
+    size: int
+    footprint: Footprint
 
 
 @dataclass(frozen=True)
@@ -47,18 +64,14 @@ class CompiledComponent:
     component: Component
     sha256: str
     size: int
-    from_cache: bool
+    how: LoadHow
     artifact: Path
     footprint: Footprint
 
 
-def size_problem(size: int) -> str:
-    return f"the component is {size} bytes, more than the {MAX_COMPONENT_BYTES >> 20} MiB limit"
-
-
-def artifact_name(sha256: str, settings: EngineSettings) -> str:
-    """The file name of a component's artifact for an engine: one name wherever it is made."""
-    return f"{sha256}-{settings.fingerprint()}.cwasm"
+def artifact_name(sha256: str, key: str) -> str:
+    """The file name of a component's artifact for an engine key: one name wherever it is made."""
+    return f"{sha256}-{key[:16]}.cwasm"
 
 
 def footprint_of(component: Component) -> Footprint:
@@ -70,43 +83,15 @@ def footprint_of(component: Component) -> Footprint:
     return _footprints[component]
 
 
-def inspect_file(path: Path, plugin: str, version: str) -> tuple[Footprint, str, int]:
-    """Footprint, sha256 and size of a component file, refused early if it cannot be one.
-
-    The file is mapped, not read: its pages stay in the page cache, not in the heap.
-    """
-    try:
-        size = path.stat().st_size
-        if size > MAX_COMPONENT_BYTES:
-            raise PluginLoadError(plugin, version, size_problem(size))
-        with path.open("rb") as handle:
-            head = handle.read(len(COMPONENT_MAGIC))
-            problem = magic_problem(head)
-            if problem is not None:
-                raise PluginLoadError(plugin, version, problem)
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                footprint = read_footprint(mapped)
-        return footprint, file_sha256(path), size
-    except OSError as exc:
-        raise PluginLoadError(plugin, version, f"cannot read {path}: {exc}") from None
-    except FootprintError as exc:
-        raise PluginLoadError(plugin, version, f"not a valid component: {exc}") from None
-
-
-def refuse_over_budget(footprint: Footprint, memory_mib: int, plugin: str, version: str) -> None:
-    problem = budget_problem(footprint, memory_mib)
-    if problem is not None:
-        raise PluginLoadError(plugin, version, problem)
-
-
 class ArtifactCache:
     """Compiles components on a cache miss and loads serialized ones on a hit."""
 
     def __init__(self, directory: Path, engine: wasmtime.Engine, settings: EngineSettings) -> None:
         self._directory = directory
         self._engine = engine
-        self._settings = settings
-        self._fingerprint = settings.fingerprint()
+        self.settings = settings
+        self.engine_key = engine_key(engine)
+        """What artifacts this cache's engine loads; devices report it to the control plane."""
         self._compile_lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -124,31 +109,68 @@ class ArtifactCache:
         if memory_mib is not None:
             refuse_over_budget(footprint, memory_mib, plugin, version)
         artifact = self.artifact_path(sha256)
-        from_cache = artifact.exists()
-        if from_cache:
+        if artifact.exists():
             try:
-                return self._deserialize(artifact, sha256, size, True, footprint)
+                return self._deserialize(artifact, sha256, size, LoadHow.CACHED, footprint)
             except wasmtime.WasmtimeError as exc:
                 log.warning("discarding unreadable compiled artifact %s: %s", artifact, exc)
                 artifact.unlink(missing_ok=True)
         try:
             with self._compile_lock:
-                compile_in_child(CompileJob(wasm_path, sha256, artifact, self._settings))
+                compiled = compile_in_child(CompileJob(wasm_path, sha256, artifact, self.settings))
         except CompileFailed as exc:
             reason = exc.reason if exc.invalid else f"cannot be compiled: {exc.reason}"
             raise PluginLoadError(plugin, version, reason) from None
-        return self._deserialize(artifact, sha256, size, False, footprint)
+        if compiled.engine_key != self.engine_key:
+            artifact.unlink(missing_ok=True)
+            raise PluginLoadError(
+                plugin,
+                version,
+                f"the compiler's engine key {compiled.engine_key[:16]} is not "
+                f"this host's {self.engine_key[:16]} (a different wasmtime on the path?)",
+            )
+        return self._deserialize(artifact, sha256, size, LoadHow.COMPILED, footprint)
+
+    def load_delivered(
+        self,
+        sha256: str,
+        size: int,
+        footprint: Footprint,
+        *,
+        plugin: str,
+        version: str,
+        memory_mib: int | None = None,
+    ) -> CompiledComponent:
+        """Loads the artifact an agent put at ``artifact_path(sha256)`` after verifying it.
+
+        Only bytes covered by a signature this device trusts may get here: deserializing is
+        loading native code outside the sandbox. The footprint comes from the same signed
+        statement, since the component itself is not on the device. An artifact wasmtime
+        refuses (another engine, damaged) is deleted and raises `PluginLoadError`.
+        """
+        if memory_mib is not None:
+            refuse_over_budget(footprint, memory_mib, plugin, version)
+        artifact = self.artifact_path(sha256)
+        try:
+            return self._deserialize(artifact, sha256, size, LoadHow.DELIVERED, footprint)
+        except (wasmtime.WasmtimeError, OSError) as exc:
+            artifact.unlink(missing_ok=True)
+            raise PluginLoadError(
+                plugin, version, f"the compiled artifact does not load here: {exc}"
+            ) from None
 
     def _deserialize(
-        self, artifact: Path, sha256: str, size: int, from_cache: bool, footprint: Footprint
+        self, artifact: Path, sha256: str, size: int, how: LoadHow, footprint: Footprint
     ) -> CompiledComponent:
+        if not artifact.is_file():
+            raise FileNotFoundError(f"no compiled artifact at {artifact}")
         _read_into_page_cache(artifact)
         component = Component.deserialize_file(self._engine, str(artifact))
         _footprints[component] = footprint
-        return CompiledComponent(component, sha256, size, from_cache, artifact, footprint)
+        return CompiledComponent(component, sha256, size, how, artifact, footprint)
 
     def artifact_path(self, sha256: str) -> Path:
-        return self._directory / artifact_name(sha256, self._settings)
+        return self._directory / artifact_name(sha256, self.engine_key)
 
     def prune(self, keep: set[str]) -> list[Path]:
         """Deletes artifacts not in ``keep`` (sha256s) and all of other engines; returns them.
@@ -159,10 +181,10 @@ class ArtifactCache:
         """
         removed = []
         for artifact in self._directory.glob("*.cwasm"):
-            sha256, _, fingerprint = artifact.stem.partition("-")
-            if len(sha256) != 64 or not fingerprint or artifact.name.startswith("."):
+            sha256, _, key = artifact.stem.partition("-")
+            if len(sha256) != 64 or not key or artifact.name.startswith("."):
                 continue
-            if sha256 in keep and fingerprint == self._fingerprint:
+            if sha256 in keep and key == self.engine_key[:16]:
                 continue
             try:
                 artifact.unlink()

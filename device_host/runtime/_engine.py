@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import platform
 import threading
-from dataclasses import dataclass
-from importlib import metadata
 
 import wasmtime
+
+from fleet_common.compiler.engines import engine_config
+from fleet_common.compiler.settings import EngineSettings
 
 EPOCH_TICK_S = 0.01
 """One epoch tick; a call's deadline is its time budget in ticks, so budgets are exact to ~10 ms."""
 
 
-@dataclass(frozen=True)
-class EngineSettings:
-    """Engine options that change compiled code, so they are part of the compiled-cache key."""
-
-    cranelift_opt_level: str = "speed"
-
-    def fingerprint(self) -> str:
-        """Identifies compiled artifacts this engine can load: wasmtime, CPU and settings."""
-        parts = [
-            f"wasmtime={metadata.version('wasmtime')}",
-            f"machine={platform.machine()}",
-            "epoch_interruption=1",
-            f"opt={self.cranelift_opt_level}",
-        ]
-        return hashlib.sha256(";".join(parts).encode()).hexdigest()[:16]
-
-
 def create_engine(settings: EngineSettings) -> wasmtime.Engine:
-    """Creates the Engine every plugin shares; epochs are on so every call can be cut short."""
-    config = wasmtime.Config()
-    config.epoch_interruption = True
-    config.cranelift_opt_level = settings.cranelift_opt_level
-    return wasmtime.Engine(config)
+    """Creates the Engine every plugin shares, configured exactly as the compilers for its class."""
+    return wasmtime.Engine(engine_config(settings))
 
 
 def deadline_ticks(timeout_ms: int) -> int:

@@ -15,16 +15,17 @@ from typing import Any
 import wasmtime
 from wasmtime.component import Component, Func, Instance, Linker
 
-from device_host.errors import PluginLoadError, PluginTrap, TrapKind
-from device_host.manifest import Manifest
+from device_host.errors import PluginTrap, TrapKind
 from device_host.runtime._artifacts import footprint_of
 from device_host.runtime._calls import classify_failure
 from device_host.runtime._engine import deadline_ticks
 from device_host.runtime._guest_log import GuestLog, StreamLines
 from device_host.runtime._invoke import LoweredArgs, Signature, invoke
-from device_host.runtime._limits import store_limits
 from device_host.runtime._memory import ReservationWatch, Span, give_back_heap
 from device_host.runtime._wasi import wasi_config
+from fleet_common.errors import PluginLoadError
+from fleet_common.limits import store_limits
+from fleet_common.manifest import Manifest
 
 INSTANTIATE_BUDGET_MS = 2000
 DEFAULT_MAX_OUTPUT_BYTES = 64 << 10

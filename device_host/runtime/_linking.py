@@ -5,13 +5,13 @@ from __future__ import annotations
 import wasmtime
 from wasmtime.component import Linker
 
-from device_host.contract import interfaces as iface
-from device_host.contract.worlds import granted_imports
-from device_host.manifest import Manifest
 from device_host.runtime import _host_functions as host
 from device_host.runtime._guest_log import GuestLog
 from device_host.runtime._wasi import add_locked_down_wasi
 from device_host.storage.kv import KvStores
+from fleet_common.contract import interfaces as iface
+from fleet_common.contract.worlds import granted_imports
+from fleet_common.manifest import Manifest
 
 
 def build_linker(

@@ -9,11 +9,8 @@ from pathlib import Path
 
 import wasmtime
 
-from device_host.contract.interfaces import SELF_CHECK, compatibility_key
-from device_host.contract.worlds import WORLDS, Drive, World
-from device_host.errors import NoSensorReading, PluginLoadError, PluginTrap
-from device_host.manifest import Manifest
-from device_host.runtime._artifacts import ArtifactCache
+from device_host.errors import NoSensorReading, PluginTrap
+from device_host.runtime._artifacts import ArtifactCache, Delivered, LoadHow
 from device_host.runtime._exports import (
     DemoReading,
     HttpRequest,
@@ -32,6 +29,10 @@ from device_host.runtime._memory import Span
 from device_host.runtime._pool import InstancePool
 from device_host.runtime._validate import check_component
 from device_host.storage.kv import KvStores
+from fleet_common.contract.interfaces import SELF_CHECK, compatibility_key
+from fleet_common.contract.worlds import WORLDS, Drive, World
+from fleet_common.errors import PluginLoadError
+from fleet_common.manifest import Manifest
 
 QUEUE_WAIT_S = 10.0
 """How long a call may wait for a free instance before the host answers 503."""
@@ -68,7 +69,7 @@ class LoadedVersion:
         manifest: Manifest,
         sha256: str,
         size: int,
-        from_cache: bool,
+        how: LoadHow,
         exports: dict[str, str],
         pool: InstancePool,
         new_instance: Callable[[], PluginInstance],
@@ -77,7 +78,7 @@ class LoadedVersion:
         self.manifest = manifest
         self.sha256 = sha256
         self.size = size
-        self.from_cache = from_cache
+        self.how = how
         self.load_seconds = load_seconds
         self._exports = exports
         self._pool = pool
@@ -161,19 +162,29 @@ def instance_plan(memory_mib: int, pool_size: int) -> tuple[int, int]:
 
 
 def load_version(
-    context: LoadContext, manifest: Manifest, wasm_path: Path, guest_log: GuestLog
+    context: LoadContext, manifest: Manifest, source: Path | Delivered, guest_log: GuestLog
 ) -> LoadedVersion:
-    """Compiles (or loads from cache), checks, links, instantiates and self-checks a version.
+    """Loads, checks, links, instantiates and self-checks a version.
 
-    Any failure raises `PluginLoadError` naming the plugin, the version and the reason.
+    ``source`` is a component file (compiled here unless the cache has it) or an artifact
+    delivered for this engine. Any failure raises `PluginLoadError` naming the plugin, the
+    version and the reason.
     """
     started = time.monotonic()
-    compiled = context.artifacts.load(
-        wasm_path,
-        plugin=manifest.name,
-        version=manifest.version,
-        memory_mib=manifest.limits.memory_mib,
-    )
+    name, memory_mib = manifest.name, manifest.limits.memory_mib
+    if isinstance(source, Delivered):
+        compiled = context.artifacts.load_delivered(
+            source.sha256,
+            source.size,
+            source.footprint,
+            plugin=name,
+            version=manifest.version,
+            memory_mib=memory_mib,
+        )
+    else:
+        compiled = context.artifacts.load(
+            source, plugin=name, version=manifest.version, memory_mib=memory_mib
+        )
     exports = check_component(context.engine, compiled.component, manifest)
     linker = build_linker(context.engine, manifest, context.services, guest_log, context.kv_stores)
 
@@ -201,7 +212,7 @@ def load_version(
         manifest=manifest,
         sha256=compiled.sha256,
         size=compiled.size,
-        from_cache=compiled.from_cache,
+        how=compiled.how,
         exports=exports,
         pool=pool,
         new_instance=new_instance,

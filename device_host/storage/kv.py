@@ -22,8 +22,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
-from device_host.manifest import DEFAULT_KV_WRITE_BYTES_PER_MIN
-from device_host.storage.atomic import atomic_write_bytes
+from fleet_common.atomic import atomic_write_bytes
+from fleet_common.manifest import DEFAULT_KV_WRITE_BYTES_PER_MIN
 
 log = logging.getLogger(__name__)
 

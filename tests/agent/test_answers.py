@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from device_host.delivery.answers import (
+from fleet_common.wire.answers import (
     AnswerError,
     parse_enroll_answer,
     parse_heartbeat_answer,

@@ -20,6 +20,7 @@ os.environ.setdefault("CONTROL_PLANE_SECRET_KEY", "tests-only-secret-key")
 _static_root = tempfile.mkdtemp(prefix="cp-test-static-")
 atexit.register(shutil.rmtree, _static_root, ignore_errors=True)
 os.environ["CONTROL_PLANE_STATIC_ROOT"] = _static_root
+os.environ["CONTROL_PLANE_JOBS_SYNC"] = "1"  # jobs run inside the call that queues them
 os.environ["CONTROL_PLANE_DATABASE_URL"] = os.environ.get(
     "CONTROL_PLANE_TEST_DATABASE_URL", "sqlite:///:memory:"
 )
@@ -31,6 +32,7 @@ django.setup()
 import pytest  # noqa: E402
 from django.contrib.auth.models import Permission, User  # noqa: E402
 
+from control_plane.builds.models import DeviceClass  # noqa: E402
 from control_plane.devices.models import Device  # noqa: E402
 from control_plane.devices.services import create_enrollment_token, enroll_device  # noqa: E402
 from control_plane.plugins.models import PluginVersion  # noqa: E402
@@ -39,6 +41,7 @@ from control_plane.plugins.services import (  # noqa: E402
     upload_plugin_version,
 )
 from control_plane.plugins.signing import create_signing_key  # noqa: E402
+from fleet_common.compiler.settings import native_target  # noqa: E402
 from tests.support import REPO  # noqa: E402
 
 
@@ -67,6 +70,14 @@ def hello(build) -> Built:
 def lab(build) -> Built:
     folder = build("lab")
     return Built((folder / "lab.wasm").read_bytes(), (folder / "manifest.toml").read_text())
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker) -> None:  # type: ignore[no-untyped-def]
+    """Compiles for this machine's class only: an emulated aarch64 compile takes over a
+    minute of both cores, so only the one test about it (tests/compiler) pays for it."""
+    with django_db_blocker.unblock():
+        DeviceClass.objects.exclude(target=native_target()).update(enabled=False)
 
 
 @pytest.fixture(scope="session")

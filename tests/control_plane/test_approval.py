@@ -9,7 +9,7 @@ from control_plane.plugins.capabilities import capability_diff
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.services import approve_plugin_version, reject_plugin_version
 from control_plane.plugins.signing import load_signing_key
-from device_host.delivery.statements import Release, StatementError, key_id
+from fleet_common.wire.statements import Release, StatementError, key_id
 
 pytestmark = pytest.mark.django_db
 

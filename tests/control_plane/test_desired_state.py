@@ -14,7 +14,7 @@ from control_plane.devices.services import update_device
 from control_plane.plugins.signing import load_signing_key
 from control_plane.rollouts.choices import AssignmentTarget
 from control_plane.rollouts.services import create_assignment, delete_assignment
-from device_host.delivery.statements import DESIRED_STATE_TYPE, Release, key_id, verify
+from fleet_common.wire.statements import DESIRED_STATE_TYPE, Release, key_id, verify
 from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db

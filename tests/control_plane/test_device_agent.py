@@ -14,10 +14,14 @@ from control_plane.rollouts.choices import AssignmentTarget
 from control_plane.rollouts.services import create_assignment
 from device_host.agent.artifacts import ArtifactStore
 from device_host.agent.control_plane import ControlPlaneClient, ControlPlaneError
-from device_host.delivery.statements import DESIRED_STATE_TYPE, Release, key_id, verify
+from fleet_common.wire.reports import EngineReport
+from fleet_common.wire.statements import DESIRED_STATE_TYPE, Release, key_id, verify
 from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+ENGINE = EngineReport("ab" * 32, "x86_64-unknown-linux-gnu")
 
 
 def trusted() -> dict[str, object]:
@@ -30,7 +34,7 @@ def test_the_agents_client_enrolls_heartbeats_and_downloads(live_server, approve
     _, secret = create_enrollment_token(label="e2e")
     client = ControlPlaneClient(live_server.url)
 
-    enrolled = client.enroll(secret, "pi-e2e", "0.1.0", "")
+    enrolled = client.enroll(secret, "pi-e2e", "0.1.0", "", ENGINE)
     client.token = enrolled.device_token
     answer = client.heartbeat(
         {"host_version": "0.1.0", "plugins": [], "readings": [], "events": []}
@@ -47,7 +51,7 @@ def test_the_agents_client_reports_a_refused_enrollment(live_server):
     client = ControlPlaneClient(live_server.url)
 
     with pytest.raises(ControlPlaneError) as refused:
-        client.enroll("nope", "pi", "0.1.0", "")
+        client.enroll("nope", "pi", "0.1.0", "", ENGINE)
 
     assert refused.value.status == 403
     assert "unknown enrollment token" in str(refused.value)

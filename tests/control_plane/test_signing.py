@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from control_plane.plugins.signing import SigningKeyError, create_signing_key, load_signing_key
-from device_host.delivery.statements import decode_public_key, key_id
+from fleet_common.wire.statements import decode_public_key, key_id
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from control_plane.plugins.artifacts import artifact_path
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import Plugin, PluginVersion
 from control_plane.plugins.services import upload_plugin_version
-from device_host.manifest import load_manifest
+from fleet_common.manifest import load_manifest
 from tests.control_plane.conftest import manifest_text
 from tests.runtime.wat_components import memory_hog
 
@@ -85,31 +85,47 @@ def test_a_core_module_is_refused_as_not_a_component():
     assert "is a core WebAssembly module, not a component" in errors["component"][0]
 
 
-def test_a_component_of_another_world_is_refused(hello, artifacts):
-    errors = refusal(component=hello.component, manifest_text=manifest_text(world="automation"))
+def checked_invalid(**upload) -> str:
+    """Uploads what only the background check can refuse; returns the problem it names."""
+    version = upload_plugin_version(**upload)
+    assert version.status == VersionStatus.INVALID and version.serial is None
+    assert not version.artifacts.exists()
+    return version.problem
 
-    message = errors["component"][0]
+
+def test_a_component_of_another_world_is_checked_invalid(hello):
+    message = checked_invalid(
+        component=hello.component, manifest_text=manifest_text(world="automation")
+    )
+
     assert "does not export fleet:plugin/control-loop@0.1.0, which world automation requires" in (
         message
     )
     assert "exports fleet:plugin/http-handler@0.1.0, which world automation does not have" in (
         message
     )
-    assert artifacts() == [] and not Plugin.objects.exists()
 
 
-def test_an_import_the_manifest_does_not_grant_is_refused(lab, artifacts):
-    errors = refusal(component=lab.component, manifest_text=manifest_text("lab", dht22=[4]))
+def test_an_invalid_version_can_be_uploaded_again_once_fixed(hello):
+    checked_invalid(component=hello.component, manifest_text=manifest_text(world="automation"))
 
-    message = errors["component"][0]
-    assert message.startswith("plugin lab 1.0.0: ")
+    fixed = upload_plugin_version(component=hello.component, manifest_text=manifest_text())
+
+    assert fixed.status == VersionStatus.PENDING
+    assert PluginVersion.objects.filter(plugin__name="hello").count() == 1
+
+
+def test_an_import_the_manifest_does_not_grant_is_checked_invalid(lab):
+    message = checked_invalid(
+        component=lab.component, manifest_text=manifest_text("lab", dht22=[4])
+    )
+
+    assert "dht22" not in message
     assert (
         "imports fleet:plugin/gpio@0.1.0, which its manifest does not grant "
         "(that needs [capabilities] gpio-out = [<pin>])"
     ) in message
     assert "fleet:plugin/kv@0.1.0, which its manifest does not grant" in message
-    assert "dht22" not in message
-    assert artifacts() == []
 
 
 def test_the_same_version_twice_is_refused(upload, hello, artifacts):

@@ -7,7 +7,8 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device_host.delivery.statements import (
+from fleet_common.manifest import parse_manifest
+from fleet_common.wire.statements import (
     DESIRED_STATE_TYPE,
     RELEASE_TYPE,
     Release,
@@ -19,7 +20,6 @@ from device_host.delivery.statements import (
     sign,
     verify,
 )
-from device_host.manifest import parse_manifest
 
 MANIFEST = parse_manifest(
     {"name": "dashboard", "version": "1.2.0", "world": "dashboard", "capabilities": {"dht22": [4]}}

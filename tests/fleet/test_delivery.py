@@ -14,7 +14,7 @@ import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from device_host.delivery.statements import desired_state_statement, sign
+from fleet_common.wire.statements import desired_state_statement, sign
 from tests.support import http_get, wait_until
 
 

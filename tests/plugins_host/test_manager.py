@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from device_host.errors import PluginLoadError
-from device_host.manifest import Manifest, load_manifest
 from device_host.metrics import Metrics
 from device_host.plugins.events import EventLog
 from device_host.plugins.manager import PluginManager
 from device_host.plugins.quarantine import QuarantinePolicy
-from device_host.runtime import ArtifactCache, EngineSettings, LoadContext
-from device_host.storage.digest import file_sha256
+from device_host.runtime import ArtifactCache, LoadContext
+from fleet_common.compiler.settings import EngineSettings
+from fleet_common.digest import file_sha256
+from fleet_common.errors import PluginLoadError
+from fleet_common.manifest import Manifest, load_manifest
 
 
 @dataclasses.dataclass(frozen=True)

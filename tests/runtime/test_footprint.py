@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device_host.runtime._footprint import (
+from fleet_common.footprint import (
     MAX_DEPTH,
     FootprintError,
     Limits,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from device_host.errors import PluginLoadError
-from device_host.manifest import load_manifest, parse_manifest
 from device_host.runtime import GuestLog, LoadContext, load_version
 from device_host.runtime._exports import HttpRequest
+from fleet_common.errors import PluginLoadError
+from fleet_common.manifest import load_manifest, parse_manifest
 from tests.support import REPO, TEST_PLUGINS, build_against
 
 WIT = REPO / "wit"

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from device_host.errors import PluginLoadError
-from device_host.manifest import parse_manifest
-from device_host.runtime import ArtifactCache, EngineSettings, GuestLog, LoadContext
-from device_host.runtime._footprint import Footprint, Limits, read_footprint
+from device_host.runtime import ArtifactCache, GuestLog, LoadContext
 from device_host.runtime._instance import ExportRef, PluginInstance
-from device_host.runtime._limits import budget_problem, store_limits
 from device_host.runtime._linking import build_linker
 from device_host.runtime._memory import resident_bytes
+from fleet_common.compiler.settings import EngineSettings
+from fleet_common.errors import PluginLoadError
+from fleet_common.footprint import Footprint, Limits, read_footprint
+from fleet_common.limits import budget_problem, store_limits
+from fleet_common.manifest import parse_manifest
 from tests.runtime.wat_components import GROW_EXPORT, memory_hog
 
 MIB = 1 << 20

@@ -8,7 +8,6 @@ import time
 import pytest
 
 from device_host.errors import PluginUnavailable, VersionRetired
-from device_host.manifest import load_manifest
 from device_host.metrics import Metrics
 from device_host.plugins.events import EventLog
 from device_host.plugins.quarantine import QuarantinePolicy
@@ -16,6 +15,7 @@ from device_host.plugins.slot import PluginSlot
 from device_host.runtime import GuestLog, load_version
 from device_host.runtime._exports import HttpRequest
 from device_host.runtime._pool import InstancePool
+from fleet_common.manifest import load_manifest
 
 
 @pytest.fixture

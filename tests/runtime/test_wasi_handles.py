@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from device_host.errors import PluginTrap, TrapKind
-from device_host.manifest import parse_manifest
-from device_host.runtime import ArtifactCache, EngineSettings, GuestLog, LoadContext
+from device_host.runtime import ArtifactCache, GuestLog, LoadContext
 from device_host.runtime._instance import ExportRef, PluginInstance
 from device_host.runtime._linking import build_linker
 from device_host.runtime._memory import give_back_heap
+from fleet_common.compiler.settings import EngineSettings
+from fleet_common.manifest import parse_manifest
 from tests.runtime.wat_components import HOARD_EXPORT, handle_hoarder
 
 MIB = 1 << 20

@@ -9,12 +9,12 @@ import subprocess
 import sys
 import time
 
-from device_host.storage.atomic import atomic_write_bytes
+from fleet_common.atomic import atomic_write_bytes
 
 WRITER = """
 import json, sys
 from pathlib import Path
-from device_host.storage.atomic import atomic_write_bytes
+from fleet_common.atomic import atomic_write_bytes
 path = Path(sys.argv[1])
 n = 0
 while True:

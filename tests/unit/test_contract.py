@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-from device_host.contract.generate import generate_reference
-from device_host.contract.interfaces import compatibility_key
-from device_host.contract.reference import REFERENCE_PATH
-from device_host.contract.wit import plugin_world
-from device_host.contract.worlds import granted_imports
-from device_host.manifest import parse_manifest
+from device_host.contract_generate import generate_reference
+
+from fleet_common.contract.interfaces import compatibility_key
+from fleet_common.contract.reference import REFERENCE_PATH
+from fleet_common.contract.wit import plugin_world
+from fleet_common.contract.worlds import granted_imports
+from fleet_common.manifest import parse_manifest
 
 
 def test_reference_json_matches_the_wit_files():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from device_host.errors import ManifestError
-from device_host.manifest import Capabilities, load_manifest, parse_manifest
+from fleet_common.errors import ManifestError
+from fleet_common.manifest import Capabilities, load_manifest, parse_manifest
 
 VALID = {"name": "fan-control", "version": "1.2.3", "world": "automation"}
 

@@ -19,8 +19,8 @@ from control_plane.plugins.signing import SigningKeyError
 from control_plane.plugins.uploads import MANIFEST_NAME
 from control_plane.rollouts.services import create_assignment
 from control_plane.rollouts.targets import parse_target
-from device_host.errors import ManifestError
-from device_host.manifest import load_manifest
+from fleet_common.errors import ManifestError
+from fleet_common.manifest import load_manifest
 
 
 class Command(BaseCommand):

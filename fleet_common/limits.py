@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from device_host.runtime._footprint import TABLE_ELEMENT_BYTES, Footprint, Limits
+from fleet_common.footprint import TABLE_ELEMENT_BYTES, Footprint, Limits
 
 MIB = 1 << 20
 TABLE_GROWTH = 2

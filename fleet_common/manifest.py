@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device_host.contract.worlds import WORLDS
-from device_host.errors import ManifestError
+from fleet_common.contract.worlds import WORLDS
+from fleet_common.errors import ManifestError
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")

@@ -12,7 +12,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from device_host.errors import DeviceHostError
+from fleet_common.errors import FleetError
 
 MIN_HEARTBEAT_INTERVAL_S = 1.0
 """Fastest a control plane may make a device heartbeat (tests run at 1 s)."""
@@ -23,7 +23,7 @@ MAX_ID_CHARS = 128
 _TOKEN_ALPHABET = frozenset(string.ascii_letters + string.digits + "-._~+/=:")
 
 
-class AnswerError(DeviceHostError):
+class AnswerError(FleetError):
     """An answer from the control plane has a missing or malformed field."""
 
 

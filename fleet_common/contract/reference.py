@@ -1,7 +1,7 @@
 """The contract's reference signatures, generated from ``wit/`` and shipped as JSON.
 
 Devices have no WIT toolchain, so the signatures each interface must have are rendered
-once at development time (``python -m device_host.contract.generate``) from a dummy
+once at development time (``python -m device_host.contract_generate``) from a dummy
 component that wasm-tools builds straight from the WIT. A test keeps the JSON in step
 with the WIT.
 """

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from device_host.errors import DeviceHostError
+from fleet_common.errors import FleetError
 
 WASM_PAGE = 64 * 1024
 TABLE_ELEMENT_BYTES = 8
@@ -44,7 +44,7 @@ _CORE_SORT_MODULE = 0x11
 _SORT_COMPONENT = 0x04
 
 
-class FootprintError(DeviceHostError):
+class FootprintError(FleetError):
     """The component binary is malformed or larger than the host will read."""
 
 
@@ -83,6 +83,43 @@ class Footprint:
     @property
     def table_minimum_bytes(self) -> int:
         return sum(table.minimum for table in self.tables) * TABLE_ELEMENT_BYTES
+
+    def to_json(self) -> dict[str, object]:
+        """The footprint as a compiled statement carries it (signed, so trusted as is)."""
+        return {
+            "memories": [[m.minimum, m.maximum] for m in self.memories],
+            "tables": [[t.minimum, t.maximum] for t in self.tables],
+            "core_instances": self.core_instances,
+            "core_modules": self.core_modules,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> Footprint:
+        """Parses `to_json`'s form; raises `FootprintError` naming what is wrong."""
+        if not isinstance(data, dict):
+            raise FootprintError("footprint must be an object")
+
+        def limits(key: str) -> tuple[Limits, ...]:
+            items = data.get(key)
+            if not isinstance(items, list) or len(items) > MAX_CREATED:
+                raise FootprintError(f"footprint.{key} must be a list of [minimum, maximum]")
+            parsed = []
+            for item in items:
+                if not (isinstance(item, list) and len(item) == 2 and _count(item[0])):
+                    raise FootprintError(f"footprint.{key} has a bad entry")
+                if item[1] is not None and not _count(item[1]):
+                    raise FootprintError(f"footprint.{key} has a bad maximum")
+                parsed.append(Limits(item[0], item[1]))
+            return tuple(parsed)
+
+        counts = data.get("core_instances"), data.get("core_modules")
+        if not all(_count(value) for value in counts):
+            raise FootprintError("footprint core_instances and core_modules must be counts")
+        return cls(limits("memories"), limits("tables"), int(counts[0]), int(counts[1]))  # type: ignore[arg-type]
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 64
 
 
 @dataclass

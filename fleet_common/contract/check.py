@@ -6,18 +6,18 @@ this module compares it with the manifest and the reference signatures.
 
 from __future__ import annotations
 
-from device_host.contract.interfaces import (
+from fleet_common.contract.interfaces import (
     ALL_IMPORTS,
     COMPONENTIZE_PY_INIT_EXPORT,
     OPTIONAL_EXPORTS,
     capability_hint,
     compatibility_key,
 )
-from device_host.contract.reference import reference_signatures
-from device_host.contract.signatures import Functions, Surface
-from device_host.contract.worlds import WORLDS, granted_imports
-from device_host.errors import PluginLoadError
-from device_host.manifest import Manifest
+from fleet_common.contract.reference import reference_signatures
+from fleet_common.contract.signatures import Functions, Surface
+from fleet_common.contract.worlds import WORLDS, granted_imports
+from fleet_common.errors import PluginLoadError
+from fleet_common.manifest import Manifest
 
 COMPONENT_MAGIC = b"\x00asm\x0d\x00\x01\x00"
 CORE_MODULE_MAGIC = b"\x00asm\x01\x00\x00\x00"

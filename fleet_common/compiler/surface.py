@@ -2,7 +2,7 @@
 
 wasmtime links Python host functions without checking their types and instantiates a
 component whose exports have the wrong signature, so a mismatch would surface only as a
-failed call. Rendering each import and export as text here lets `device_host.contract`
+failed call. Rendering each import and export as text here lets `fleet_common.contract`
 compare them with the contract's reference signatures as plain data.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component as types
 
-from device_host.contract.signatures import Functions, Surface
+from fleet_common.contract.signatures import Functions, Surface
 
 _SCALARS: dict[type, str] = {
     types.Bool: "bool",

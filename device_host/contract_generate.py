@@ -1,4 +1,4 @@
-"""Regenerates ``reference.json`` from ``wit/``: ``python -m device_host.contract.generate``.
+"""Regenerates ``reference.json`` from ``wit/``: ``python -m device_host.contract_generate``.
 
 Development only: it needs wasm-tools, which devices do not have. The dummy component is
 compiled by the runtime (the one place that touches wasmtime) to read its surface.
@@ -13,10 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from device_host.contract.interfaces import ALL_EXPORTS, ALL_IMPORTS, compatibility_key
-from device_host.contract.reference import REFERENCE_PATH
-from device_host.contract.wit import stage_wit
-from device_host.runtime import surface_of_file
+from fleet_common.compiler.validate import surface_of_file
+from fleet_common.contract.interfaces import ALL_EXPORTS, ALL_IMPORTS, compatibility_key
+from fleet_common.contract.reference import REFERENCE_PATH
+from fleet_common.contract.wit import stage_wit
 
 
 def generate_reference() -> dict[str, dict[str, str]]:

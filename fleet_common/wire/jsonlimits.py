@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 
-from device_host.errors import DeviceHostError
+from fleet_common.errors import FleetError
 
 MAX_DEPTH = 32
 """Nothing in the protocol nests deeper than a handful of levels."""
 
 
-class JsonRefused(DeviceHostError):
+class JsonRefused(FleetError):
     """A JSON document is malformed, larger than allowed, or nested too deeply."""
 
 

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replaces ``path`` with ``data`` so that a crash leaves either the old or the new file."""
-    _replace(path, lambda out: out.write(data))
+    atomic_write_with(path, lambda out: out.write(data))
 
 
 def atomic_copy(source: Path, target: Path) -> None:
@@ -22,10 +22,11 @@ def atomic_copy(source: Path, target: Path) -> None:
             while chunk := src.read(1 << 20):
                 out.write(chunk)
 
-    _replace(target, copy)
+    atomic_write_with(target, copy)
 
 
-def _replace(target: Path, write: Callable[[BinaryIO], object]) -> None:
+def atomic_write_with(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Replaces ``target`` with what ``write`` writes to the file it is given, atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from device_host.contract.interfaces import (
+from fleet_common.contract.interfaces import (
     CONTROL_LOOP,
     DEMO_DASHBOARD_LOGIC,
     DEMO_GPIO_PROVIDER,
@@ -26,7 +26,7 @@ from device_host.contract.interfaces import (
 )
 
 if TYPE_CHECKING:
-    from device_host.manifest import Manifest
+    from fleet_common.manifest import Manifest
 
 
 class Drive(StrEnum):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from device_host.contract.interfaces import SELF_CHECK
-from device_host.contract.worlds import WORLDS, granted_imports
-from device_host.manifest import Manifest
+from fleet_common.contract.interfaces import SELF_CHECK
+from fleet_common.contract.worlds import WORLDS, granted_imports
+from fleet_common.manifest import Manifest
 
 _PACKAGE_DIRS = ("fleet", "demo")
 

@@ -1,0 +1,1 @@
+"""Compiled artifacts: each checked plugin version compiled once per device class, in jobs."""

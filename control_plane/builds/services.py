@@ -1,0 +1,156 @@
+"""Every write to builds goes through here: queueing compiles, recording them, signing them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from control_plane.builds.choices import ArtifactState
+from control_plane.builds.models import CompiledArtifact, DeviceClass
+from control_plane.plugins.models import PluginVersion
+from control_plane.plugins.signing import sign_statement
+from fleet_common.compiler.run import Compiled
+from fleet_common.compiler.settings import native_target
+from fleet_common.footprint import Footprint
+from fleet_common.wire.statements import compiled_statement
+
+log = logging.getLogger(__name__)
+
+CHECK_JOB = "control_plane.builds.jobs.check_version"
+COMPILE_JOB = "control_plane.builds.jobs.compile_artifact"
+
+
+def enqueue_check(version: PluginVersion) -> None:
+    """Queues the contract check (a native compile) of a freshly uploaded version."""
+    async_task(CHECK_JOB, version.pk, task_name=f"check {version}"[:100], group="check")
+
+
+def checking_class() -> DeviceClass | None:
+    """The enabled class the check's native compile also produces an artifact for."""
+    return (
+        DeviceClass.objects.filter(enabled=True, target=native_target(), features=[])
+        .order_by("name")
+        .first()
+    )
+
+
+def enqueue_compiles(version: PluginVersion, *, skip: Iterable[DeviceClass] = ()) -> list[int]:
+    """Creates (or requeues) the artifact of ``version`` for every enabled class; queues jobs.
+
+    A class whose artifact is ready is skipped; so are the classes in ``skip``.
+    """
+    skipped = {device_class.pk for device_class in skip}
+    queued = []
+    for device_class in DeviceClass.objects.filter(enabled=True).exclude(pk__in=skipped):
+        artifact, _ = CompiledArtifact.objects.get_or_create(
+            version=version, device_class=device_class
+        )
+        if artifact.state == ArtifactState.READY:
+            continue
+        CompiledArtifact.objects.filter(pk=artifact.pk).update(
+            state=ArtifactState.QUEUED, error="", queued_at=timezone.now()
+        )
+        queued.append(artifact.pk)
+        name = f"compile {version} for {device_class}"[:100]
+        transaction.on_commit(
+            lambda pk=artifact.pk, name=name: async_task(  # type: ignore[misc]
+                COMPILE_JOB, pk, task_name=name, group="compile"
+            )
+        )
+    return queued
+
+
+def start_compile(artifact: CompiledArtifact) -> CompiledArtifact:
+    """Marks the artifact compiling and counts the attempt (a redelivered job counts again)."""
+    CompiledArtifact.objects.filter(pk=artifact.pk).update(
+        state=ArtifactState.COMPILING, started_at=timezone.now(), attempts=artifact.attempts + 1
+    )
+    artifact.refresh_from_db()
+    return artifact
+
+
+@transaction.atomic
+def record_compiled(
+    artifact: CompiledArtifact, compiled: Compiled, compressed_size: int, seconds: float
+) -> CompiledArtifact:
+    """Stores a finished compile; signs it at once if the version is approved already."""
+    artifact = CompiledArtifact.objects.select_for_update().get(pk=artifact.pk)
+    artifact.state = ArtifactState.READY
+    artifact.engine_key = compiled.engine_key
+    artifact.sha256 = compiled.artifact_sha256 or ""
+    artifact.size = compiled.artifact_size
+    artifact.compressed_size = compressed_size
+    artifact.compile_seconds = round(seconds, 2)
+    artifact.peak_rss_mib = round(compiled.peak_rss_kib / 1024, 1)
+    artifact.finished_at = timezone.now()
+    artifact.error = ""
+    artifact.full_clean()
+    artifact.save()
+    DeviceClass.objects.filter(pk=artifact.device_class_id).update(engine_key=compiled.engine_key)
+    log.info(
+        "compiled %s: %s bytes in %.1f s, peak %.0f MiB",
+        artifact,
+        artifact.size,
+        seconds,
+        artifact.peak_rss_mib,
+    )
+    version = artifact.version
+    if version.is_approved:
+        sign_artifacts(version)
+        from control_plane.rollouts.services import refresh_desired_states_for_plugin
+
+        refresh_desired_states_for_plugin(plugin=version.plugin)
+    return artifact
+
+
+def record_failure(artifact: CompiledArtifact, reason: str) -> None:
+    CompiledArtifact.objects.filter(pk=artifact.pk).update(
+        state=ArtifactState.FAILED, error=reason[:2000], finished_at=timezone.now()
+    )
+    log.warning("compiling %s failed: %s", artifact, reason)
+
+
+def sign_artifacts(version: PluginVersion) -> int:
+    """Signs the compiled statement of each ready, unsigned artifact of an approved version."""
+    if version.footprint is None:
+        return 0  # checked before artifacts existed: nothing was compiled for it
+    release = json.loads(version.release_envelope["statement"])
+    footprint = Footprint.from_json(version.footprint)
+    signed = 0
+    for artifact in version.artifacts.select_related("device_class").filter(
+        state=ArtifactState.READY, envelope__isnull=True
+    ):
+        device_class = artifact.device_class
+        engine = {
+            "key": artifact.engine_key,
+            "target": device_class.target,
+            "features": device_class.features,
+        }
+        statement = compiled_statement(
+            release, engine, artifact.sha256, artifact.size or 0, footprint
+        )
+        CompiledArtifact.objects.filter(pk=artifact.pk).update(envelope=sign_statement(statement))
+        signed += 1
+    return signed
+
+
+def signed_artifacts(versions: Iterable[PluginVersion], engine_key: str) -> list[dict[str, str]]:
+    """The signed compiled statements of ``versions`` for one engine key, in version order."""
+    if not engine_key:
+        return []
+    ids = [version.pk for version in versions]
+    found = {
+        artifact.version_id: artifact.envelope
+        for artifact in CompiledArtifact.objects.filter(
+            version_id__in=ids,
+            engine_key=engine_key,
+            state=ArtifactState.READY,
+            envelope__isnull=False,
+        ).order_by("pk")
+    }
+    return [found[pk] for pk in ids if pk in found]

@@ -1,1 +1,0 @@
-"""Signed delivery of plugin releases: statement formats shared by the control plane and devices."""

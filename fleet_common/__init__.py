@@ -1,0 +1,5 @@
+"""What the device host and the control plane both speak: manifests, the contract, the wire.
+
+Imports nothing on purpose: the compile child runs in an emulated arm64 Python whose only
+third-party package is wasmtime, so importing this package must cost nothing.
+"""

@@ -1,0 +1,12 @@
+"""The HTTP paths of the delivery protocol, for the side that serves and the side that calls."""
+
+from __future__ import annotations
+
+ENROLL = "/api/v1/enroll"
+HEARTBEAT = "/api/v1/heartbeat"
+COMPONENT = "/api/v1/artifacts/{sha256}"
+"""The raw component of an approved release, zstd (devices that compile for themselves)."""
+COMPILED = "/api/v1/compiled/{sha256}"
+"""A signed compiled artifact, zstd, by the SHA-256 of its raw bytes."""
+PUSH_DESIRED_STATE = "/agent/v1/desired-state"
+"""On the device: where the control plane pushes a signed desired state."""
