@@ -7,7 +7,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from control_plane.plugins.signing import SigningKeyError, signing_key_id
-from device_host import __version__
+from fleet_common import __version__
 
 
 @require_GET

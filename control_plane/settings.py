@@ -81,6 +81,9 @@ Q_CLUSTER = {
     "recycle": 10,
     "label": "Jobs",
     "sync": JOBS_SYNC,
+    "ALT_CLUSTERS": {
+        "pi-fleet-cross": {"workers": 1, "recycle": 1},
+    },
 }
 """django-q2 on the ORM broker: the queue is a table in the control plane's own database.
 
@@ -91,7 +94,13 @@ that happens (``max_attempts`` counts results only); ``retry`` runs from when th
 the job, and with one worker up to two more wait behind the running one, so a job must be
 safe to run twice. Workers are replaced after 10 jobs (a compile leaves the heap fragmented);
 the broker polls every 0.25 s, so an idle worker starts a job within about 0.3 s.
+
+Compiles for another CPU (under qemu-user, a minute or more each) go to a second queue,
+``pi-fleet-cross``, served by its own worker (``Q_CLUSTER_NAME=pi-fleet-cross manage.py
+qcluster``), so an upload's check never waits behind them. That worker is replaced after
+every job: an emulated compile is long, and its memory must go back.
 """
+CROSS_QUEUE = "pi-fleet-cross"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -8,7 +8,6 @@ import logging
 import socket
 import time
 
-from device_host import __version__
 from device_host.agent import DeviceAgent
 from device_host.config import HostConfig
 from device_host.hardware import Dht22Sampler, GpioOutputs, Reading, open_dht22, open_gpio
@@ -27,6 +26,7 @@ from device_host.runtime import (
     create_engine,
 )
 from device_host.storage.kv import KvStores
+from fleet_common import __version__
 from fleet_common.compiler.settings import EngineSettings
 from fleet_common.wire.events import EventKind
 

@@ -312,6 +312,11 @@ class ControlPlaneProcess:
     worker_process: subprocess.Popen[bytes] | None = None
     job_timeout_s: int = 45
     job_retry_s: int = 60
+    compiled_dir: Path | None = None
+    """Shared with other tests by content hash, so each component compiles once per run."""
+    cross: bool = False
+    """Compile for aarch64 too (a second worker, emulated compiles); off: x86_64 only."""
+    cross_process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -346,6 +351,11 @@ class ControlPlaneProcess:
             "CONTROL_PLANE_JOB_RETRY_S": str(self.job_retry_s),
             "CONTROL_PLANE_JOBS_SYNC": "0",
             "DJANGO_SUPERUSER_PASSWORD": self.admin_password,
+            **(
+                {"CONTROL_PLANE_COMPILED_CACHE_DIR": str(self.compiled_dir)}
+                if self.compiled_dir is not None
+                else {}
+            ),
         }
 
     def manage(self, *args: str) -> str:
@@ -372,6 +382,8 @@ class ControlPlaneProcess:
         self.manage(
             "createsuperuser", "--noinput", "--username", "admin", "--email", "admin@fleet.example"
         )
+        if not self.cross:
+            self.manage("device_class", "aarch64", "--disable")
 
     def enrollment_token(self, uses: int = 1) -> str:
         output = self.manage("create_enrollment_token", "--label", "test", "--uses", str(uses))
@@ -400,30 +412,38 @@ class ControlPlaneProcess:
         wait_until(lambda: _answers(self.url + "/admin/login/"), timeout, "the control plane")
         if self.worker:
             self.start_worker()
+        if self.cross:
+            self.cross_process = self._qcluster("cross-worker.log", "pi-fleet-cross", timeout)
 
     def start_worker(self, timeout: float = 30.0) -> None:
         """Starts ``manage.py qcluster`` in a process group of its own and waits until it
         says it is running; jobs enqueued meanwhile wait in the database."""
         assert self.worker_process is None or self.worker_process.poll() is not None
-        log_path = self.workdir / "worker.log"
+        self.worker_process = self._qcluster("worker.log", None, timeout)
+
+    def _qcluster(
+        self, log_name: str, queue: str | None, timeout: float
+    ) -> subprocess.Popen[bytes]:
+        log_path = self.workdir / log_name
         already = log_path.stat().st_size if log_path.exists() else 0
         log = log_path.open("ab")
-        self.worker_process = subprocess.Popen(
+        env = self.env() if queue is None else {**self.env(), "Q_CLUSTER_NAME": queue}
+        process = subprocess.Popen(
             [sys.executable, str(REPO / "control_plane" / "manage.py"), "qcluster"],
-            env=self.env(),
+            env=env,
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        process = self.worker_process
 
         def running() -> bool:
             assert process.poll() is None, f"the job worker exited:\n{self.worker_log()}"
             return "running." in log_path.read_bytes()[already:].decode(errors="replace")
 
         wait_until(running, timeout, "the job worker")
+        return process
 
     def kill_worker(self) -> None:
         """SIGKILLs the whole cluster (guard, pusher, monitor, workers, their compile
@@ -450,6 +470,11 @@ class ControlPlaneProcess:
 
     def stop(self) -> None:
         self.stop_worker()
+        if self.cross_process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.cross_process.pid, signal.SIGKILL)
+            self.cross_process.wait(timeout=10)
+            self.cross_process = None
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=20)

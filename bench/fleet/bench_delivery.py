@@ -1,23 +1,33 @@
-"""Time from approving a new version to every device of a local fleet serving it.
+"""Time from approving a new version to every device of a local fleet serving it, in both modes.
 
-A control plane (gunicorn, ``gunicorn_timed.conf.py``) and ``--devices`` device hosts in
-signed mode on loopback, each device with its own compiled-component directory, so each
-really downloads, verifies and compiles. hello 1.0.0 is published to all and awaited; then
-hello 2.0.0 is published with ``manage.py publish_plugin --approve`` and assigned with
-``manage.py assign_release hello 2.0.0 all``, while every device's ``/plugins/hello/`` is
-polled every 50 ms. The split per device comes from what each side leaves behind:
+A control plane (gunicorn with ``gunicorn_timed.conf.py`` and its job worker, ``manage.py
+qcluster``) and ``--devices`` device hosts in signed mode on loopback, each device with a
+compiled cache of its own. hello 1.0.0 is rolled out first; then, while every device's
+``/plugins/hello/`` is polled every 50 ms, two versions are published as ``scripts/publish``
+does (``manage.py publish_plugin <folder> --assign all``: upload, wait for the background
+check, approve and sign, assign and push):
 
-* push: the ``assign_release`` process's log ("new desired state …", then
-  "pushed desired state to device … (202)");
-* download: a ``.download-*`` file appearing in the device's ``state/agent/artifacts/``
-  (watched every 10 ms) to the last write into it (the stored file's mtime); the control
-  plane's access log times the same GET from its side;
-* verify: from the last write to the start of loading (fsync, size and SHA-256 check,
-  rename; the signature was checked before the download);
-* compile: the device's "… is serving (…, compiled in N ms)" line: compile and serialise
-  (until the ``.cwasm`` appears in its compiled dir), then contract check, instantiate and
-  self-check;
-* swap: from that line to the first poll answering "hello from version 2".
+* **delivered** (the default): hello 2.0.0. The worker's check compiles it natively and keeps
+  that as the x86_64 class's artifact; approval signs it; devices download the compiled
+  artifact and deserialize it.
+* **baseline** (how it was before): the x86_64 class is disabled first, so no artifact
+  matches the devices' engine key; hello 3.0.0 reaches them as a component and each
+  compiles it itself.
+
+The split comes from what each side leaves behind, without touching the code it measures:
+
+* upload, sign, assign: the publish command's log ("uploaded …", "approved … signed",
+  "new desired state …"); push: its "pushed desired state to device … (202)" lines;
+* queue wait and check: the worker's log ("processing check …", "checked …"); each
+  class's compile time and peak RSS from its ``CompiledArtifact`` row;
+* download: the file the device wrote (the compiled artifact in its compiled cache, or the
+  component in ``state/agent/artifacts/``) from its birth time (the ``.download-*`` file
+  is renamed, so it is the same inode) to its last write (mtime);
+* verify: from the last write to the start of the load (fsync, size and SHA-256, rename);
+* load: the device's "… is serving (sha256 …, delivered compiled artifact | compiled here
+  in N ms)": deserialize, contract check, instantiate and self-check; when the device
+  compiles, split where its ``.cwasm`` was last written;
+* swap: from that line to the first poll answering the new version.
 """
 
 from __future__ import annotations
@@ -53,16 +63,17 @@ from common import (
     write_results,
 )
 
+from fleet_common.manifest import load_manifest
 from tests.support import ControlPlaneProcess, HostProcess, _die_with_parent, http_get, wait_until
 
-SEED_DIR = WORK / "device-compiled-seed"
-"""Compiled hello 1.0.0 from an earlier run, so only 2.0.0 costs each device a compile."""
+MODES = ("delivered", "baseline")
+NATIVE_CLASS = "x86_64"
 
 
 @dataclass
 class TimedControlPlane(ControlPlaneProcess):
     """The tests' control plane, served with the production gunicorn settings and a timed
-    access log, and never with a compiled cache (an approval compiles, as in production)."""
+    access log, and never with a compiled cache (every version compiles, as in production)."""
 
     def env(self) -> dict[str, str]:
         env = super().env()
@@ -87,11 +98,14 @@ class TimedControlPlane(ControlPlaneProcess):
             env=self.env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )  # fmt: skip
-        wait_until(
-            lambda: _answers(self.url + "/admin/login/"),
-            timeout,
-            "the control plane",
-        )
+        wait_until(lambda: _answers(self.url + "/admin/login/"), timeout, "the control plane")
+        self.start_worker()
+
+    def set_mode(self, mode: str) -> None:
+        """delivered: the native class compiles each upload; baseline: it does not, so no
+        artifact matches an x86_64 device and it compiles for itself."""
+        switch = "--enable" if mode == "delivered" else "--disable"
+        self.manage("device_class", NATIVE_CLASS, switch)
 
 
 def _answers(url: str) -> bool:
@@ -102,7 +116,7 @@ def _answers(url: str) -> bool:
 
 
 def signed_host(workdir: Path, control_plane: ControlPlaneProcess, token: str) -> HostProcess:
-    """As tests/fleet/conftest.py builds them, but with a compiled dir of its own."""
+    """As tests/fleet/conftest.py builds them: its own compiled cache, may compile for itself."""
     host = HostProcess(workdir=workdir, compiled_dir=workdir / "compiled")
     host.settings = {
         "plugins": {"source": "signed"},
@@ -113,40 +127,31 @@ def signed_host(workdir: Path, control_plane: ControlPlaneProcess, token: str) -
             "agent_url": host.url,
             "trusted_keys_dir": str(control_plane.trusted_keys_dir),
             "heartbeat_interval_s": 1.0,
+            "compile_locally": True,
         },
     }
     return host
 
 
 @dataclass
-class Observed:
-    """What the watchers saw of one device, as Unix times."""
+class Pollers:
+    """A thread per device asking ``path`` every ``poll_s`` until the answer holds ``marker``."""
 
-    download_started: float | None = None
-    stored: float | None = None
-    last_write: float | None = None
-    compiled: float | None = None
-    serving_v2: float | None = None
-    polls: int = 0
-    poll_errors: int = 0
-
-
-@dataclass
-class Watch:
     devices: list[HostProcess]
-    sha256: str
-    body: str
+    path: str
+    marker: str
     poll_s: float = 0.05
-    seen: list[Observed] = field(default_factory=list)
+    serving: list[float | None] = field(default_factory=list)
+    polls: list[int] = field(default_factory=list)
+    errors: list[int] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
-        self.seen = [Observed() for _ in self.devices]
-        self._threads = [threading.Thread(target=self._files, daemon=True)]
-        self._threads += [
-            threading.Thread(target=self._poll, args=(i,), daemon=True)
-            for i in range(len(self.devices))
+        count = len(self.devices)
+        self.serving, self.polls, self.errors = [None] * count, [0] * count, [0] * count
+        self._threads = [
+            threading.Thread(target=self._poll, args=(i,), daemon=True) for i in range(count)
         ]
         for thread in self._threads:
             thread.start()
@@ -157,131 +162,267 @@ class Watch:
             thread.join(timeout=5)
 
     def done(self) -> bool:
-        return all(o.serving_v2 is not None for o in self.seen)
-
-    def _files(self) -> None:
-        while not self._stop.is_set():
-            now = time.time()
-            for device, seen in zip(self.devices, self.seen, strict=True):
-                artifacts = device.workdir / "state" / "agent" / "artifacts"
-                names = _names(artifacts)
-                if seen.download_started is None and any(n.startswith(".download-") for n in names):
-                    seen.download_started = now
-                if seen.stored is None and f"{self.sha256}.wasm" in names:
-                    seen.stored = now
-                    seen.last_write = (artifacts / f"{self.sha256}.wasm").stat().st_mtime
-                if seen.compiled is None and any(
-                    n.startswith(self.sha256) and n.endswith(".cwasm")
-                    for n in _names(device.compiled_dir)
-                ):
-                    seen.compiled = now
-            time.sleep(0.01)
+        return all(when is not None for when in self.serving)
 
     def _poll(self, index: int) -> None:
-        device, seen = self.devices[index], self.seen[index]
+        url = self.devices[index].url + self.path
         next_poll = time.monotonic()
-        while not self._stop.is_set() and seen.serving_v2 is None:
-            seen.polls += 1
+        while not self._stop.is_set() and self.serving[index] is None:
+            self.polls[index] += 1
             try:
-                status, body = http_get(f"{device.url}/plugins/hello/", timeout=5)
-                if status == 200 and body == self.body:
-                    seen.serving_v2 = time.time()
+                status, body = http_get(url, timeout=5)
+                if status == 200 and self.marker in body:
+                    self.serving[index] = time.time()
             except OSError:
-                seen.poll_errors += 1
+                self.errors[index] += 1
             next_poll += self.poll_s
             time.sleep(max(0.0, next_poll - time.monotonic()))
-
-
-def _names(directory: Path) -> list[str]:
-    try:
-        return os.listdir(directory)
-    except FileNotFoundError:
-        return []
 
 
 def main() -> None:
     exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=5)
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per rollout")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per rollout")
+    parser.add_argument(
+        "--alone-runs", type=int, default=3, help="hyperfine runs of one compile alone (0: skip)"
+    )
     args = parser.parse_args()
 
     work = WORK / "delivery"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    print("building hello 1.0.0 and 2.0.0")
+    print("building hello 1.0.0, 2.0.0 and 3.0.0")
     v1 = build_variant("hello", "hello-v1")
-    v2 = build_variant("hello", "hello-v2", replace={"version 1": "version 2"}, version="2.0.0")
-    v1_sha = hashlib.sha256(component_of(v1).read_bytes()).hexdigest()
-    v2_sha = hashlib.sha256(component_of(v2).read_bytes()).hexdigest()
+    versions = {
+        "delivered": build_variant(
+            "hello", "hello-v2", replace={"version 1": "version 2"}, version="2.0.0"
+        ),
+        "baseline": build_variant(
+            "hello", "hello-v3", replace={"version 1": "version 3"}, version="3.0.0"
+        ),
+    }
+    markers = {"delivered": "hello from version 2", "baseline": "hello from version 3"}
 
     control_plane = TimedControlPlane(work / "control-plane")
     devices: list[HostProcess] = []
+    runs: dict[str, dict[str, object]] = {}
     try:
         control_plane.set_up()
         control_plane.start()
         token = control_plane.enrollment_token(uses=args.devices)
-        for i in range(args.devices):
-            device = signed_host(work / f"pi-{i + 1}", control_plane, token)
-            seed_compiled(device, v1_sha)
-            devices.append(device)
+        devices = [
+            signed_host(work / f"pi-{i + 1}", control_plane, token) for i in range(args.devices)
+        ]
         print(f"starting {args.devices} device hosts")
         for device in devices:
             device.start()
 
-        print("publishing hello 1.0.0 to all and waiting for every device")
+        print("rolling out hello 1.0.0 (delivered) and waiting for every device")
         started = time.monotonic()
         control_plane.manage("publish_plugin", str(v1), "--assign", "all")
-        wait_serving(devices, "hello from version 1", args.timeout)
+        pollers = Pollers(devices, "/plugins/hello/", "hello from version 1")
+        pollers.start()
+        wait_until(pollers.done, args.timeout, "every device serving hello 1.0.0")
+        pollers.stop()
         v1_s = time.monotonic() - started
-        keep_compiled(devices[0], v1_sha)
 
-        wait_for_quiet()
-        print("publishing hello 2.0.0 (--approve), then assign_release … all")
-        probe_ms = speed_probe()
-        watch = Watch(devices, v2_sha, "hello from version 2")
-        watch.start()
-        meter = CpuMeter()
-        publish = timed_manage(
-            control_plane, work / "publish.log", "publish_plugin", str(v2), "--approve"
-        )
-        assign = timed_manage(
-            control_plane, work / "assign.log", "assign_release", "hello", "2.0.0", "all"
-        )
-        wait_until(watch.done, args.timeout, "every device serving hello 2.0.0")
-        cpu = meter.stop()
-        watch.stop()
+        for mode in MODES:
+            control_plane.set_mode(mode)
+            print(f"{mode}: publishing {versions[mode].name} --assign all")
+            runs[mode] = roll_out(
+                control_plane, devices, versions[mode], mode, "/plugins/hello/",
+                markers[mode], work, args.timeout,
+            )  # fmt: skip
+        control_plane.set_mode("delivered")
         time.sleep(3)  # a few more heartbeats for the wire figures
-        wire = wire_sizes(control_plane, devices, v2_sha, component_of(v2))
+        wire = wire_sizes(control_plane, devices, runs)
     finally:
         for device in devices:
             device.stop()
         control_plane.stop()
 
-    print("compiling hello 2.0.0 alone, for comparison")
-    alone = compile_alone(component_of(v2))
-    per_device = [
-        phases(device, seen, publish, assign, control_plane, v2_sha)
-        for device, seen in zip(devices, watch.seen, strict=True)
-    ]
+    alone = None
+    if args.alone_runs > 0:
+        print("compiling hello 3.0.0 alone, for comparison")
+        alone = compile_alone(component_of(versions["baseline"]), args.alone_runs)
     data = {
         "machine": machine(),
+        "load_before": os.getloadavg(),
         "devices": args.devices,
         "v1_rollout_s": round(v1_s, 1),
-        "publish": publish,
-        "assign": assign,
-        "per_device": per_device,
-        "cpu": cpu,
-        "speed_probe_ms": probe_ms,
+        "runs": runs,
         "compile_alone": alone,
         "wire": wire,
-        "sha256": {"1.0.0": v1_sha, "2.0.0": v2_sha},
     }
     (WORK / "wire-measured.json").write_text(json.dumps(wire, indent=2) + "\n")
     write_results("delivery", data, markdown(data))
 
 
-def compile_alone(wasm: Path, runs: int = 3) -> dict[str, object]:
+def roll_out(
+    control_plane: TimedControlPlane,
+    devices: list[HostProcess],
+    folder: Path,
+    mode: str,
+    path: str,
+    marker: str,
+    work: Path,
+    timeout: float,
+) -> dict[str, object]:
+    """Publishes ``folder`` with ``--assign all`` and times it to every device serving it."""
+    manifest = load_manifest(folder / "manifest.toml")
+    sha256 = hashlib.sha256(component_of(folder).read_bytes()).hexdigest()
+    wait_for_quiet()
+    load = os.getloadavg()[0]
+    probe_ms = speed_probe()
+    pollers = Pollers(devices, path, marker)
+    pollers.start()
+    meter = CpuMeter()
+    publish = timed_manage(
+        control_plane, work / f"publish-{mode}.log", "publish_plugin", str(folder),
+        "--assign", "all",
+    )  # fmt: skip
+    try:
+        wait_until(pollers.done, timeout, f"every device serving {manifest.label}")
+    finally:
+        pollers.stop()
+    cpu = meter.stop()
+    label = f"{manifest.name} {manifest.version}"
+    worker = worker_times(control_plane, label)
+    rows = artifact_rows(control_plane, manifest.name, manifest.version)
+    lines: list[str] = publish["lines"]  # type: ignore[assignment]
+    steps = {
+        "started": publish["started"],
+        "uploaded": _first(lines, f"uploaded {label} "),
+        "check_started": worker["check_started"],
+        "checked": worker["checked"],
+        "approved": _first(lines, f"approved {label} "),
+        "desired": _first(lines, "new desired state"),
+    }
+    per_device = [
+        device_phases(device, index, pollers, steps, lines, label, sha256, mode)
+        for index, device in enumerate(devices)
+    ]
+    return {
+        "mode": mode,
+        "plugin": label,
+        "sha256": sha256,
+        "component_bytes": component_of(folder).stat().st_size,
+        "publish": {k: v for k, v in publish.items() if k != "lines"},
+        "steps": steps,
+        "artifacts": rows,
+        "per_device": per_device,
+        "cpu": cpu,
+        "load_1min": load,
+        "speed_probe_ms": probe_ms,
+    }
+
+
+def _first(lines: list[str], text: str) -> float | None:
+    return next((log_time(line) for line in lines if text in line), None)
+
+
+def worker_times(control_plane: ControlPlaneProcess, label: str) -> dict[str, float | None]:
+    """When the worker started the version's check and when it recorded its verdict."""
+    lines = [line for line in control_plane.worker_log().splitlines() if log_time(line)]
+    return {
+        "check_started": _first(lines, f"processing check {label} "),
+        "checked": _first(lines, f"checked {label}: "),
+    }
+
+
+ARTIFACT_QUERY = """
+import json
+from control_plane.plugins.models import PluginVersion
+v = PluginVersion.objects.get(plugin__name={name!r}, version={version!r})
+def t(x):
+    return None if x is None else x.timestamp()
+print(json.dumps([
+    {{"class": a.device_class.name, "state": a.state, "queued_at": t(a.queued_at),
+      "started_at": t(a.started_at), "finished_at": t(a.finished_at),
+      "compile_seconds": a.compile_seconds, "peak_rss_mib": a.peak_rss_mib,
+      "size": a.size, "compressed_size": a.compressed_size, "sha256": a.sha256,
+      "signed": a.envelope is not None}}
+    for a in v.artifacts.select_related("device_class")
+]))
+"""
+
+
+def artifact_rows(control_plane: ControlPlaneProcess, name: str, version: str) -> list[dict]:  # type: ignore[type-arg]
+    """The version's ``CompiledArtifact`` rows: one per class it was compiled for."""
+    output = control_plane.manage("shell", "-c", ARTIFACT_QUERY.format(name=name, version=version))
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _birth_and_mtime(path: Path) -> tuple[float, float] | None:
+    """The file's birth and last-write times: a download is written to a ``.download-*``
+    file and renamed, so its birth is the download's start and its mtime the last byte."""
+    done = subprocess.run(
+        ["stat", "-c", "%.9W %.9Y", str(path)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return None
+    birth, mtime = map(float, done.stdout.split())
+    return (birth, mtime) if birth > 0 else None
+
+
+def _compiled_file(device: HostProcess, sha256: str) -> Path | None:
+    found = sorted(device.compiled_dir.glob(f"{sha256}-*.cwasm"))
+    return found[0] if found else None
+
+
+def device_phases(
+    device: HostProcess,
+    index: int,
+    pollers: Pollers,
+    steps: dict[str, object],
+    lines: list[str],
+    label: str,
+    sha256: str,
+    mode: str,
+) -> dict[str, object]:
+    name = device.workdir.name
+    pushed = _first(lines, f"pushed desired state to device {name} ")
+    serving, load_ms, how = None, None, None
+    pattern = re.compile(rf"{re.escape(label)} is serving \(sha256 \w+, (.*) in (\d+) ms\)")
+    for line in device.log().splitlines():
+        match = pattern.search(line)
+        if match:
+            serving, how, load_ms = log_time(line), match.group(1), int(match.group(2))
+    compiled = _compiled_file(device, sha256)
+    if mode == "delivered":
+        downloaded = _birth_and_mtime(compiled) if compiled is not None else None
+        compiled_at = None
+    else:
+        downloaded = _birth_and_mtime(
+            device.workdir / "state" / "agent" / "artifacts" / f"{sha256}.wasm"
+        )
+        compiled_at = compiled.stat().st_mtime if compiled is not None else None
+    load_start = serving - load_ms / 1000 if serving is not None and load_ms is not None else None
+    seen = pollers.serving[index]
+
+    def span(a: object, b: object) -> int | None:
+        return None if a is None or b is None else round((float(b) - float(a)) * 1000)  # type: ignore[arg-type]
+
+    return {
+        "device": name,
+        "how": how,
+        "push_ms": span(steps["desired"], pushed),
+        "wait_ms": span(pushed, downloaded and downloaded[0]),
+        "download_ms": span(downloaded and downloaded[0], downloaded and downloaded[1]),
+        "verify_ms": span(downloaded and downloaded[1], load_start),
+        "load_ms": load_ms,
+        "compile_ms": span(load_start, compiled_at),
+        "check_instantiate_ms": span(compiled_at, serving) if compiled_at else load_ms,
+        "swap_ms": span(serving, seen),
+        "from_approval_ms": span(steps["checked"], seen),
+        "from_upload_ms": span(steps["started"], seen),
+        "polls": pollers.polls[index],
+        "poll_errors": pollers.errors[index],
+    }
+
+
+def compile_alone(wasm: Path, runs: int) -> dict[str, object]:
     """One compile with the machine to itself: hyperfine for the time, time -v for memory."""
     scratch = WORK / "compile-alone"
     export = WORK / "compile-alone.hyperfine.json"
@@ -318,28 +459,6 @@ def compile_alone(wasm: Path, runs: int = 3) -> dict[str, object]:
     }
 
 
-def seed_compiled(device: HostProcess, sha256: str) -> None:
-    device.compiled_dir.mkdir(parents=True, exist_ok=True)
-    for cached in SEED_DIR.glob(f"{sha256}-*.cwasm"):
-        os.link(cached, device.compiled_dir / cached.name)
-
-
-def keep_compiled(device: HostProcess, sha256: str) -> None:
-    SEED_DIR.mkdir(parents=True, exist_ok=True)
-    for compiled in device.compiled_dir.glob(f"{sha256}-*.cwasm"):
-        if not (SEED_DIR / compiled.name).exists():
-            shutil.copy2(compiled, SEED_DIR / compiled.name)
-
-
-def wait_serving(devices: list[HostProcess], body: str, timeout: float) -> None:
-    for device in devices:
-        wait_until(
-            lambda d=device: http_get(f"{d.url}/plugins/hello/")[1] == body,
-            timeout,
-            f"{body!r} on {device.url}",
-        )
-
-
 def timed_manage(control_plane: ControlPlaneProcess, log: Path, *args: str) -> dict[str, object]:
     """Runs a management command under /usr/bin/time -v; keeps its log lines with times."""
     command = [
@@ -347,7 +466,7 @@ def timed_manage(control_plane: ControlPlaneProcess, log: Path, *args: str) -> d
     ]  # fmt: skip
     started = time.time()
     done = subprocess.run(
-        command, env=control_plane.env(), capture_output=True, text=True, timeout=600
+        command, env=control_plane.env(), capture_output=True, text=True, timeout=900
     )
     ended = time.time()
     log.write_text(done.stdout + done.stderr)
@@ -361,61 +480,6 @@ def timed_manage(control_plane: ControlPlaneProcess, log: Path, *args: str) -> d
         "seconds": round(ended - started, 3),
         "max_rss_mib": round(int(rss.group(1)) / 1024) if rss else None,
         "lines": [line for line in done.stderr.splitlines() if log_time(line) is not None],
-    }
-
-
-def phases(
-    device: HostProcess,
-    seen: Observed,
-    publish: dict[str, object],
-    assign: dict[str, object],
-    control_plane: ControlPlaneProcess,
-    sha256: str,
-) -> dict[str, object]:
-    name = device.workdir.name
-    lines: list[str] = assign["lines"]  # type: ignore[assignment]
-    desired = next((log_time(x) for x in lines if "new desired state" in x), None)
-    pushed = next(
-        (log_time(x) for x in lines if f"pushed desired state to device {name} " in x), None
-    )
-    serving, load_ms, installed, from_cache = None, None, None, None
-    for line in device.log().splitlines():
-        match = re.search(r"hello 2\.0\.0 is serving \(sha256 \w+, (.*) in (\d+) ms\)", line)
-        if match:
-            serving, load_ms, from_cache = log_time(line), int(match.group(2)), match.group(1)
-        if "installed hello 2.0.0" in line:
-            installed = log_time(line)
-    server_download = artifact_request(control_plane, device, sha256)
-    heartbeat_first = False
-    if server_download is not None and server_download["heartbeat_before"] is not None:
-        beat = float(server_download["heartbeat_before"])  # type: ignore[arg-type]
-        started = float(server_download["start"])  # type: ignore[arg-type]
-        heartbeat_first = started - beat < 0.05 and (pushed is None or beat < pushed)
-    load_start = serving - load_ms / 1000 if serving is not None and load_ms is not None else None
-
-    def span(a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None else round((b - a) * 1000)
-
-    return {
-        "device": name,
-        "trigger": "heartbeat" if heartbeat_first else "push",
-        "assign_ms": span(float(assign["started"]), desired),  # type: ignore[arg-type]
-        "push_ms": span(desired, pushed),
-        "wait_ms": span(pushed, seen.download_started),
-        "download_ms": span(seen.download_started, seen.last_write),
-        # gunicorn hands the file to sendfile(): its log ends when the kernel took the bytes.
-        "server_sendfile_ms": server_download["ms"] if server_download else None,
-        "verify_ms": span(seen.last_write, load_start),
-        "compile_ms": load_ms,
-        "compile_to_disk_ms": span(load_start, seen.compiled),
-        "check_instantiate_ms": span(seen.compiled, serving),
-        "from_cache": from_cache,
-        "swap_ms": span(serving, seen.serving_v2),
-        "installed_logged_after_ms": span(serving, installed),
-        "from_assign_ms": span(float(assign["started"]), seen.serving_v2),  # type: ignore[arg-type]
-        "from_approval_ms": span(float(publish["started"]), seen.serving_v2),  # type: ignore[arg-type]
-        "polls": seen.polls,
-        "poll_errors": seen.poll_errors,
     }
 
 
@@ -433,51 +497,38 @@ def _access(control_plane: TimedControlPlane) -> list[dict[str, object]]:
     for line in control_plane.access_log.read_text().splitlines():
         match = pattern.match(line)
         if match:
-            entry: dict[str, object] = match.groupdict()
-            entry["end"] = float(match["end"])
-            entry["start"] = entry["end"] - int(match["us"]) / 1e6  # type: ignore[operator]
-            entries.append(entry)
+            entries.append(dict(match.groupdict()))
     return entries
 
 
-def artifact_request(
-    control_plane: ControlPlaneProcess, device: HostProcess, sha256: str
-) -> dict[str, object] | None:
-    """The device's GET of the artifact as the control plane logged it."""
-    assert isinstance(control_plane, TimedControlPlane)
-    token = _device_token(device)
-    entries = [e for e in _access(control_plane) if e["token"] == token]
-    get = next((e for e in entries if e["path"] == f"/api/v1/artifacts/{sha256}"), None)
-    if get is None:
-        return None
-    heartbeats = [
-        e
-        for e in entries
-        if e["path"] == "/api/v1/heartbeat" and float(e["end"]) < float(get["start"])  # type: ignore[arg-type]
-    ]
-    return {
-        "start": get["start"],
-        "ms": round((float(get["end"]) - float(get["start"])) * 1000),  # type: ignore[arg-type]
-        "bytes": int(str(get["bytes"])),
-        "heartbeat_before": heartbeats[-1]["end"] if heartbeats else None,
-    }
-
-
-def wire_sizes(
-    control_plane: TimedControlPlane, devices: list[HostProcess], sha256: str, wasm: Path
-) -> dict[str, object]:
-    """Bytes of an update and of a heartbeat as they really crossed the wire."""
-    token = _device_token(devices[0])
+def _download_bytes(control_plane: TimedControlPlane, token: str, path: str) -> tuple[int, int]:
+    """(body, request + answer headers) of one GET as a device sends it."""
     done = subprocess.run(
         [
             "curl", "-s", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}",
             "-w", "%{http_code} %{size_request} %{size_header} %{size_download}",
-            f"{control_plane.url}/api/v1/artifacts/{sha256}",
+            f"{control_plane.url}{path}",
         ],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     status, request, headers, body = map(int, done.stdout.split())
     assert status == 200, done.stdout
+    return body, request + headers
+
+
+def wire_sizes(
+    control_plane: TimedControlPlane,
+    devices: list[HostProcess],
+    runs: dict[str, dict],  # type: ignore[type-arg]
+) -> dict[str, object]:
+    """Bytes of an update (the component and the compiled artifact) and of a heartbeat."""
+    token = _device_token(devices[0])
+    baseline, delivered = runs["baseline"], runs["delivered"]
+    body, headers = _download_bytes(control_plane, token, f"/api/v1/artifacts/{baseline['sha256']}")
+    native = next(a for a in delivered["artifacts"] if a["class"] == NATIVE_CLASS)
+    compiled_body, compiled_headers = _download_bytes(
+        control_plane, token, f"/api/v1/compiled/{native['sha256']}"
+    )
     code = (
         "from control_plane.devices.models import Device; import json; "
         "print(json.dumps([len(d.desired_envelope.encode()) for d in Device.objects.all()]))"
@@ -489,12 +540,12 @@ def wire_sizes(
         if e["path"] == "/api/v1/heartbeat" and e["status"] == "200"
     ][-5 * len(devices) :]
     return {
-        "raw_component_bytes": wasm.stat().st_size,
+        "raw_component_bytes": baseline["component_bytes"],
         "artifact_body_bytes": body,
-        "artifact_headers_bytes": request + headers,
-        "stored_artifact_bytes": (control_plane.artifact_root / f"{sha256}.wasm.zst")
-        .stat()
-        .st_size,
+        "artifact_headers_bytes": headers,
+        "compiled_raw_bytes": native["size"],
+        "compiled_body_bytes": compiled_body,
+        "compiled_headers_bytes": compiled_headers,
         "push_body_bytes": max(envelopes),
         "heartbeat_request_body_bytes": statistics.median(int(str(e["length"])) for e in beats),
         "heartbeat_answer_body_bytes": statistics.median(int(str(e["bytes"])) for e in beats),
@@ -502,62 +553,135 @@ def wire_sizes(
     }
 
 
-def markdown(data: dict) -> str:  # type: ignore[type-arg]
-    def ms(value: object) -> str:
-        return "?" if value is None else f"{int(value):,}"  # type: ignore[call-overload]
+# --- results ----------------------------------------------------------------------------------
 
+
+def ms(value: object) -> str:
+    return "?" if value is None else f"{int(value):,}"  # type: ignore[call-overload]
+
+
+def _median(values: list[object]) -> float | None:
+    known = [float(v) for v in values if v is not None]  # type: ignore[arg-type]
+    return statistics.median(known) if known else None
+
+
+def _span(steps: dict[str, object], a: str, b: str) -> int | None:
+    if steps.get(a) is None or steps.get(b) is None:
+        return None
+    return round((float(steps[b]) - float(steps[a])) * 1000)  # type: ignore[arg-type]
+
+
+def step_rows(run: dict) -> dict[str, float | None]:  # type: ignore[type-arg]
+    """One rollout as named steps in ms (per-device steps as medians over the devices)."""
+    steps, devices = run["steps"], run["per_device"]
+    native = [a for a in run["artifacts"] if a["class"] == NATIVE_CLASS]
+    last = max((d["from_approval_ms"] or 0) for d in devices)
+    return {
+        "upload (command start → stored)": _span(steps, "started", "uploaded"),
+        "queue wait (stored → worker starts the check)": _span(steps, "uploaded", "check_started"),
+        "check = native compile in a child (x86_64 artifact kept)": _span(
+            steps, "check_started", "checked"
+        ),
+        "  of it: the x86_64 artifact's compile_seconds": (
+            native[0]["compile_seconds"] * 1000 if native and native[0]["compile_seconds"] else None
+        ),
+        "sign (checked → approved, release + artifacts signed)": _span(
+            steps, "checked", "approved"
+        ),
+        "assign (approved → new desired states signed)": _span(steps, "approved", "desired"),
+        "push, median": _median([d["push_ms"] for d in devices]),
+        "wait (202 → download starts), median": _median([d["wait_ms"] for d in devices]),
+        "download, median": _median([d["download_ms"] for d in devices]),
+        "verify, median": _median([d["verify_ms"] for d in devices]),
+        "compile on the device, median": _median([d["compile_ms"] for d in devices]),
+        "deserialize + check + instantiate + self-check, median": _median(
+            [d["check_instantiate_ms"] for d in devices]
+        ),
+        "swap (serving line → first poll), median": _median([d["swap_ms"] for d in devices]),
+        "**approval (checked) → last device serving**": last or None,
+        "**publish command start → last device serving**": max(
+            (d["from_upload_ms"] or 0) for d in devices
+        )
+        or None,
+    }
+
+
+def comparison(runs: dict) -> Table:  # type: ignore[type-arg]
+    delivered, baseline = step_rows(runs["delivered"]), step_rows(runs["baseline"])
+    rows = []
+    for name, value in delivered.items():
+        other = baseline[name]
+        ratio = f"{other / value:.1f}x" if value and other and name.startswith("**") else ""
+        rows.append([name, ms(value), ms(other), ratio])
+    return Table(
+        ["step (ms)", "delivered", "baseline (devices compile)", "baseline / delivered"], rows
+    )
+
+
+def device_table(run: dict) -> Table:  # type: ignore[type-arg]
     rows = [
         [
-            d["device"], d["trigger"], ms(d["assign_ms"]), ms(d["push_ms"]), ms(d["wait_ms"]),
-            ms(d["download_ms"]), ms(d["verify_ms"]),
-            f"{ms(d['compile_ms'])} = {ms(d['compile_to_disk_ms'])} + "
-            f"{ms(d['check_instantiate_ms'])}",
-            ms(d["swap_ms"]), ms(d["from_assign_ms"]), ms(d["from_approval_ms"]),
+            d["device"], ms(d["push_ms"]), ms(d["wait_ms"]), ms(d["download_ms"]),
+            ms(d["verify_ms"]), ms(d["compile_ms"]) if d["compile_ms"] is not None else "-",
+            ms(d["check_instantiate_ms"]), ms(d["swap_ms"]), ms(d["from_approval_ms"]),
+            ms(d["from_upload_ms"]),
         ]
-        for d in data["per_device"]
+        for d in run["per_device"]
     ]  # fmt: skip
-    table = Table(
+    return Table(
         [
-            "device", "trigger", "assign", "push", "wait", "download", "verify",
-            "compile = to disk + check/instantiate", "swap", "assign→serving",
-            "approval→serving",
+            "device", "push", "wait", "download", "verify", "compile", "load + self-check",
+            "swap", "approval→serving", "publish→serving",
         ],
         rows,
     )  # fmt: skip
-    publish, assign, alone = data["publish"], data["assign"], data["compile_alone"]
-    totals = [d["from_approval_ms"] for d in data["per_device"] if d["from_approval_ms"]]
-    after_assign = [d["from_assign_ms"] for d in data["per_device"] if d["from_assign_ms"]]
+
+
+def run_notes(run: dict) -> str:  # type: ignore[type-arg]
+    publish = run["publish"]
+    classes = (
+        ", ".join(
+            f"{a['class']} {a['state']} ({a['compile_seconds']} s, peak {a['peak_rss_mib']} MiB, "
+            f"{a['size'] or 0:,} bytes, {a['compressed_size'] or 0:,} zstd)"
+            for a in run["artifacts"]
+        )
+        or "none"
+    )
+    return (
+        f"`publish_plugin {run['plugin']} --assign all`: {publish['seconds']:.1f} s, peak RSS "
+        f"{publish['max_rss_mib']} MiB; compiled artifacts: {classes}; CPU from the command "
+        f"start to the last device serving (% of one core): {cpu_text(run['cpu'])}; load "
+        f"average {run['load_1min']:.1f}; speed probe {run['speed_probe_ms']} ms"
+    )
+
+
+def markdown(data: dict) -> str:  # type: ignore[type-arg]
+    runs, alone = data["runs"], data["compile_alone"]
+    alone_text = (
+        ""
+        if alone is None
+        else f"* one compile of hello 3.0.0 alone (hyperfine, {alone['runs']} runs, whole "
+        f"process): {alone['process_mean_s']} s (min {alone['process_min_s']}, max "
+        f"{alone['process_max_s']}); inside {ms(alone['compile_ms'])} ms; CPU {alone['cpu_s']} "
+        f"s, peak RSS {alone['max_rss_mib']} MiB; others {alone['others_pct']:.0f} %\n"
+    )
     return (
         f"### Approval to every device serving, {data['devices']} device hosts\n\n"
-        f"{machine_line(data['machine'])}. One control plane and {data['devices']} device "
-        f"hosts (signed mode, each its own compiled dir) on loopback, all on these "
-        f"{data['machine']['cores']} cores. hello 1.0.0 was rolled out first "
-        f"({data['v1_rollout_s']} s); then:\n\n"
-        f"* `manage.py publish_plugin hello-v2 --approve`: {publish['seconds']:.1f} s "
-        f"(upload checks compile the component; peak RSS {publish['max_rss_mib']} MiB)\n"
-        f"* `manage.py assign_release hello 2.0.0 all`: {assign['seconds']:.1f} s "
-        f"(peak RSS {assign['max_rss_mib']} MiB; it also sends the pushes)\n"
-        f"* every device serving 2.0.0: {max(after_assign) / 1000:.1f} s after the assignment "
-        f"started (first {min(after_assign) / 1000:.1f} s), "
-        f"{max(totals) / 1000:.1f} s after the approval started\n"
-        f"* one compile of hello 2.0.0 alone (hyperfine, {alone['runs']} runs, whole process): "
-        f"{alone['process_mean_s']} s (min {alone['process_min_s']}, max "
-        f"{alone['process_max_s']}); inside the process {alone['compile_ms']:,} ms; "
-        f"CPU {alone['cpu_s']} s, peak RSS {alone['max_rss_mib']} MiB (/usr/bin/time -v); "
-        f"other work used {alone['others_pct']:.0f} % of a core meanwhile\n"
-        f"* CPU from approval to the last device serving, % of one core: "
-        f"{cpu_text(data['cpu'])}; speed probe before it {data['speed_probe_ms']} ms (a fixed "
-        f"Python loop, see the heartbeat section)\n\n"
-        f"Milliseconds per device. assign: command start (Django start-up included) → new "
-        f"desired state signed; push: → 202 from the device; wait: 202 → download starts "
-        f"(trigger says whether a heartbeat answer got there first); download: first to last "
-        f"byte written on the device (zstd-decoded and hashed as it streams); verify: "
-        f"last byte written → load starts; compile: the device's own figure, split at the "
-        f"compiled file's appearance; swap: serving line → first poll (every 50 ms) that "
-        f"answers version 2 (the line is logged just after the swap, so under load a poll "
-        f"can beat it and the figure goes negative). The {data['devices']} devices compile at "
-        f"once on {data['machine']['cores']} cores, so each compile is slower than one alone.\n\n"
-        f"{table.markdown()}\n"
+        f"{machine_line(data['machine'])}. One control plane (gunicorn + job worker) and "
+        f"{data['devices']} device hosts (signed mode, each its own compiled cache) on "
+        f"loopback, all on these {data['machine']['cores']} cores. hello 1.0.0 was rolled "
+        f"out first ({data['v1_rollout_s']} s); then `publish_plugin <folder> --assign all` "
+        f"of hello 2.0.0 (delivered: the worker compiles, devices deserialize) and of hello "
+        f"3.0.0 with the x86_64 class disabled (baseline: every device compiles).\n\n"
+        f"* delivered: {run_notes(runs['delivered'])}\n"
+        f"* baseline: {run_notes(runs['baseline'])}\n"
+        f"{alone_text}\n"
+        f'"approval" is the moment the check\'s verdict was recorded (the earliest an '
+        f"approver can approve; `publish_plugin` approves within 0.1 s of it).\n\n"
+        f"{comparison(runs).markdown()}\n\n"
+        f"Per device, delivered (ms):\n\n{device_table(runs['delivered']).markdown()}\n\n"
+        f"Per device, baseline (ms; compile: load start → its `.cwasm` written):\n\n"
+        f"{device_table(runs['baseline']).markdown()}\n"
     )
 
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main() -> None:
-    from device_host.runtime import ArtifactCache, create_engine
+    from device_host.runtime import ArtifactCache, LoadHow, create_engine
     from fleet_common.compiler.settings import EngineSettings
 
     wasm, directory = Path(sys.argv[1]), Path(sys.argv[2])
@@ -22,7 +22,7 @@ def main() -> None:
     cache = ArtifactCache(directory, create_engine(settings), settings)
     started = time.monotonic()
     compiled = cache.load(wasm, plugin="bench", version="0")
-    if compiled.from_cache:
+    if compiled.how != LoadHow.COMPILED:
         raise SystemExit(f"compile_once: {directory} already held this component")
     print(f"compiled in {(time.monotonic() - started) * 1000:.0f} ms")
 

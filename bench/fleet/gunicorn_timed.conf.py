@@ -1,4 +1,4 @@
-"""control_plane/gunicorn.conf.py plus an access log the delivery benchmark can time.
+"""control_plane/gunicorn_settings.py plus an access log the delivery benchmark can time.
 
 Each access line starts with the Unix time in milliseconds at which the answer was sent
 (gunicorn's own ``%(t)s`` has whole seconds), then the request duration in µs, so a
@@ -15,7 +15,7 @@ globals().update(
     {
         name: value
         for name, value in runpy.run_path(
-            str(Path(__file__).resolve().parents[2] / "control_plane" / "gunicorn.conf.py")
+            str(Path(__file__).resolve().parents[2] / "control_plane" / "gunicorn_settings.py")
         ).items()
         if not name.startswith("__")
     }

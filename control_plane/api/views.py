@@ -21,7 +21,6 @@ from control_plane.builds.choices import ArtifactState
 from control_plane.builds.models import CompiledArtifact
 from control_plane.builds.storage import compiled_path
 from control_plane.devices.exceptions import EnrollmentRefused, UnknownDeviceToken
-from control_plane.devices.heartbeats import parse_heartbeat
 from control_plane.devices.models import Device
 from control_plane.devices.services import enroll_device, record_heartbeat
 from control_plane.devices.tokens import hash_token
@@ -30,7 +29,8 @@ from control_plane.plugins.artifacts import artifact_path
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import PluginVersion
 from control_plane.plugins.signing import SigningKeyError
-from fleet_common.wire.reports import EngineReport, ReportError
+from fleet_common.wire.heartbeat import parse_enrollment, parse_heartbeat
+from fleet_common.wire.reports import ReportError
 
 log = logging.getLogger(__name__)
 
@@ -97,24 +97,15 @@ def allow(method: str) -> Callable[[View], View]:
 def enroll(request: HttpRequest) -> HttpResponse:
     """``POST /api/v1/enroll``: trade an enrollment token for a device id and token."""
     try:
-        data = _json_body(request)
-        if not isinstance(data, dict):
-            raise BadRequest("the body must be a JSON object")
-        fields = {}
-        for key in ("enrollment_token", "name", "host_version", "agent_url"):
-            value = data.get(key, "")
-            if not isinstance(value, str):
-                raise BadRequest(f"{key} must be a string")
-            fields[key] = value
-        for key in ("enrollment_token", "name"):
-            if not fields[key]:
-                raise BadRequest(f"{key} is required")
-        try:
-            engine = None if data.get("engine") is None else EngineReport.parse(data["engine"])
-        except ReportError as exc:
-            raise BadRequest(str(exc)) from None
-        device, token = enroll_device(**fields, engine=engine)
-    except BadRequest as exc:
+        enrollment = parse_enrollment(_json_body(request))
+        device, token = enroll_device(
+            enrollment_token=enrollment.enrollment_token,
+            name=enrollment.name,
+            host_version=enrollment.host_version,
+            agent_url=enrollment.agent_url,
+            engine=enrollment.engine,
+        )
+    except (BadRequest, ReportError) as exc:
         return error(400, str(exc))
     except EnrollmentRefused as exc:
         return error(403, str(exc))
@@ -144,10 +135,8 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
     try:
         report = parse_heartbeat(_json_body(request))
         desired = record_heartbeat(device_token=token, heartbeat=report)
-    except BadRequest as exc:
+    except (BadRequest, ReportError) as exc:
         return error(400, str(exc))
-    except ValidationError as exc:
-        return error(400, "; ".join(error_messages(exc)))
     except UnknownDeviceToken as exc:
         return error(401, str(exc))
     # The envelope is stored as the JSON text it was signed into; splice it in as is.

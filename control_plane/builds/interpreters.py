@@ -17,4 +17,4 @@ def interpreter_for(device_class: DeviceClass) -> Interpreter:
     if device_class.target == native_target():
         return Interpreter()
     argv, env = emulated_python()
-    return Interpreter(tuple(argv), env)
+    return Interpreter(tuple(argv), env, emulated=True)

@@ -48,6 +48,9 @@ from fleet_common.manifest import parse_manifest
 
 log = logging.getLogger(__name__)
 
+MAX_ATTEMPTS = 3
+"""Compiles of one artifact started; one that kills its worker each time stops here."""
+
 
 def check_version(version_id: int) -> str:
     """Checks an uploaded version as a device will; its native compile is kept as the
@@ -66,7 +69,8 @@ def check_version(version_id: int) -> str:
             reason = exc.reason if isinstance(exc, PluginLoadError) else str(exc)
             record_check(version, None, reason)
             return f"{version} is invalid: {reason}"
-        version = record_check(version, validated, None)
+        # The artifact first: once the version is pending it may be approved at once, and
+        # its first desired states must carry the artifact, or devices compile for themselves.
         compiled = validated.compiled
         if device_class is not None and compiled.artifact_sha256 is not None:
             artifact, _ = CompiledArtifact.objects.get_or_create(
@@ -75,6 +79,7 @@ def check_version(version_id: int) -> str:
             artifact = start_compile(artifact)
             size = store_compiled(scratch, compiled.artifact_sha256)
             record_compiled(artifact, compiled, size, time.monotonic() - started)
+        version = record_check(version, validated, None)
     skip = [device_class] if device_class is not None else []
     enqueue_compiles(version, skip=skip)
     return f"{version} checked"
@@ -87,6 +92,10 @@ def compile_artifact(artifact_id: int) -> str:
     )
     if artifact.state == ArtifactState.READY:
         return f"{artifact} is ready already"
+    if artifact.attempts >= MAX_ATTEMPTS:
+        # django-q hands a job out again each time its worker dies, for ever.
+        record_failure(artifact, f"gave up after {artifact.attempts} attempts killed its worker")
+        return f"{artifact} failed"
     artifact = start_compile(artifact)
     device_class: DeviceClass = artifact.device_class
     version: PluginVersion = artifact.version

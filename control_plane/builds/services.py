@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -42,24 +43,26 @@ def checking_class() -> DeviceClass | None:
 def enqueue_compiles(version: PluginVersion, *, skip: Iterable[DeviceClass] = ()) -> list[int]:
     """Creates (or requeues) the artifact of ``version`` for every enabled class; queues jobs.
 
-    A class whose artifact is ready is skipped; so are the classes in ``skip``.
+    Only new and failed artifacts are queued, and none of the classes in ``skip``. Compiles
+    for another CPU go to the cross queue, so they never delay a check.
     """
     skipped = {device_class.pk for device_class in skip}
     queued = []
     for device_class in DeviceClass.objects.filter(enabled=True).exclude(pk__in=skipped):
-        artifact, _ = CompiledArtifact.objects.get_or_create(
+        artifact, created = CompiledArtifact.objects.get_or_create(
             version=version, device_class=device_class
         )
-        if artifact.state == ArtifactState.READY:
-            continue
+        if not created and artifact.state != ArtifactState.FAILED:
+            continue  # ready, or queued or compiling already: never two compiles of one
         CompiledArtifact.objects.filter(pk=artifact.pk).update(
             state=ArtifactState.QUEUED, error="", queued_at=timezone.now()
         )
         queued.append(artifact.pk)
         name = f"compile {version} for {device_class}"[:100]
+        queue = None if device_class.target == native_target() else settings.CROSS_QUEUE
         transaction.on_commit(
-            lambda pk=artifact.pk, name=name: async_task(  # type: ignore[misc]
-                COMPILE_JOB, pk, task_name=name, group="compile"
+            lambda pk=artifact.pk, name=name, queue=queue: async_task(  # type: ignore[misc]
+                COMPILE_JOB, pk, task_name=name, group="compile", cluster=queue
             )
         )
     return queued

@@ -50,7 +50,7 @@ def store_compiled(raw: Path, sha256: str) -> int:
 
         def compress(out: BinaryIO) -> None:
             with raw.open("rb") as source:
-                compressor.copy_stream(source, out)
+                compressor.copy_stream(source, out, size=raw.stat().st_size)
 
         atomic_write_with(target, compress)
     return target.stat().st_size

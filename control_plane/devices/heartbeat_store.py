@@ -8,6 +8,7 @@ own adapters, so the SQL stays in step with the models on SQLite and PostgreSQL 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -16,8 +17,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from control_plane.devices.heartbeats import EventReport, ReadingReport
 from control_plane.devices.models import Device, DeviceEvent, Reading
+from fleet_common.wire.heartbeat import EventReport, ReadingReport
 
 READING_COLUMNS = ("device", "source", "temperature_c", "humidity_pct", "taken_at")
 EVENT_COLUMNS = ("device", "at", "plugin", "version", "kind", "detail")
@@ -87,8 +88,8 @@ def store_heartbeat(
     host_version: str,
     plugins: list[dict[str, Any]],
     last_reading: dict[str, Any] | None,
-    readings: list[ReadingReport],
-    events: list[EventReport],
+    readings: Sequence[ReadingReport],
+    events: Sequence[EventReport],
 ) -> None:
     """One UPDATE of the device row, plus one INSERT each for new readings and events.
 

@@ -15,10 +15,10 @@ from django.utils import timezone
 from control_plane.devices.choices import EventKind
 from control_plane.devices.exceptions import EnrollmentRefused, UnknownDeviceToken
 from control_plane.devices.heartbeat_store import find_device, store_heartbeat
-from control_plane.devices.heartbeats import Heartbeat
 from control_plane.devices.models import Device, DeviceEvent, EnrollmentToken, Reading, Tag
 from control_plane.devices.tokens import hash_token, new_token
 from control_plane.rollouts.services import refresh_desired_states
+from fleet_common.wire.heartbeat import Heartbeat
 from fleet_common.wire.reports import EngineReport
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def record_heartbeat(*, device_token: str, heartbeat: Heartbeat) -> str:
         device_id,
         seen_at=timezone.now(),
         host_version=heartbeat.host_version,
-        plugins=heartbeat.plugins,
+        plugins=[plugin.to_json() for plugin in heartbeat.plugins],
         last_reading=last_reading,
         readings=heartbeat.readings,
         events=heartbeat.events,

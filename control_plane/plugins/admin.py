@@ -12,8 +12,13 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 
 from control_plane.admin_support import RefusableAddMixin
+from control_plane.builds.choices import ArtifactState
+from control_plane.builds.models import CompiledArtifact, DeviceClass
+from control_plane.devices.choices import EventKind
+from control_plane.devices.models import DeviceEvent
 from control_plane.errors import error_messages
 from control_plane.plugins.capabilities import capability_diff
 from control_plane.plugins.choices import VersionStatus
@@ -27,6 +32,18 @@ from control_plane.plugins.services import (
 from control_plane.plugins.signing import SigningKeyError
 
 APPROVE_PERMISSION = "plugins.approve_pluginversion"
+MISSING_ARTIFACT_EVENTS = 20
+ARTIFACT_COLUMNS = (
+    "class",
+    "state",
+    "engine key",
+    "size",
+    "compile time",
+    "peak RSS",
+    "attempts",
+    "signed",
+    "error",
+)
 
 
 def _bullets(items: list[str], empty: str = "none") -> str:
@@ -70,9 +87,10 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
     add_form = PluginVersionUploadForm
     change_form_template = "admin/plugins/pluginversion/change_form.html"
     review_fieldsets = [
-        (None, {"fields": ["plugin", "version", "world", "status", "serial"]}),
+        (None, {"fields": ["plugin", "version", "world", "status_text", "serial"]}),
         ("What it may touch", {"fields": ["grants", "interfaces", "exports", "changes"]}),
         ("Artifact", {"fields": ["sha256", "size", "compressed_size", "manifest_json"]}),
+        ("Compiled artifacts", {"fields": ["compiled_artifacts", "devices_without_artifact"]}),
         (
             "Review",
             {
@@ -113,9 +131,10 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         if object_id is None and request.method == "POST":
-            # Not inside the admin's usual transaction: validating compiles for seconds, and
-            # a transaction would hold SQLite's write lock (and heartbeats) meanwhile. The
-            # upload service makes its own atomic writes.
+            # Not inside the admin's usual transaction: reading and compressing a large
+            # component takes a second or more, and SQLite's IMMEDIATE transaction would
+            # hold the write lock (and every heartbeat) meanwhile. The upload service makes
+            # its own atomic write and queues the check once that is committed.
             return self._changeform_view(request, object_id, form_url, extra_context)
         if object_id is not None:
             extra_context = {
@@ -151,7 +170,8 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
             return super().response_add(request, obj, post_url_continue)
         self.message_user(
             request,
-            f"Uploaded {obj}: it passed the contract check and waits for review.",
+            f"Uploaded {obj}: it is being checked in the background (the contract check, "
+            "then a compile per device class); this page shows the verdict.",
             messages.SUCCESS,
         )
         return HttpResponseRedirect(reverse("admin:plugins_pluginversion_change", args=[obj.pk]))
@@ -173,16 +193,12 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
             try:
                 approved = approve_plugin_version(version=version, approved_by=request.user)
             except ValidationError as exc:
-                self.message_user(request, " ".join(error_messages(exc)), messages.ERROR)
+                self.message_user(request, _approval_refusal(version, exc), messages.ERROR)
             except SigningKeyError as exc:
                 self.message_user(request, f"Cannot sign: {exc}", messages.ERROR)
                 return
             else:
-                self.message_user(
-                    request,
-                    f"Approved {approved} as serial {approved.serial}; signed.",
-                    messages.SUCCESS,
-                )
+                self.message_user(request, _approval_done(approved), messages.SUCCESS)
 
     @admin.action(description="Reject selected versions", permissions=["approve"])
     def reject(self, request: HttpRequest, queryset: QuerySet[PluginVersion]) -> None:
@@ -195,6 +211,67 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
                 self.message_user(request, f"Rejected {rejected}.", messages.WARNING)
 
     # --- read-only displays ---------------------------------------------------------------
+
+    @admin.display(description="status")
+    def status_text(self, version: PluginVersion) -> str:
+        if version.status == VersionStatus.CHECKING:
+            return format_html(
+                '{} <span class="quiet">{}</span>',
+                version.get_status_display(),
+                "(the contract check runs in the background; reload for its verdict)",
+            )
+        if version.status == VersionStatus.INVALID:
+            return format_html(
+                '<span class="problem">invalid: {}</span>', version.problem or "refused"
+            )
+        return str(version.get_status_display())
+
+    @admin.display(description="per device class")
+    def compiled_artifacts(self, version: PluginVersion) -> str:
+        artifacts = {
+            artifact.device_class_id: artifact
+            for artifact in CompiledArtifact.objects.filter(version=version)
+        }
+        rows = [
+            _artifact_row(version, device_class, artifacts.get(device_class.pk))
+            for device_class in DeviceClass.objects.order_by("name")
+            if device_class.enabled or device_class.pk in artifacts
+        ]
+        if not rows:
+            return format_html('<span class="quiet">{}</span>', "no device class is enabled")
+        cells = "".join("<td>{}</td>" for _ in ARTIFACT_COLUMNS)
+        return format_html(
+            '<table class="compiled-artifacts"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            format_html_join("", "<th>{}</th>", ((column,) for column in ARTIFACT_COLUMNS)),
+            format_html_join("", f"<tr>{cells}</tr>", rows),
+        )
+
+    @admin.display(description="devices without an artifact")
+    def devices_without_artifact(self, version: PluginVersion) -> str:
+        events = list(
+            DeviceEvent.objects.filter(
+                plugin=version.plugin.name,
+                version=version.version,
+                kind=EventKind.NO_ARTIFACT,
+            )
+            .select_related("device")
+            .order_by("-at")[:MISSING_ARTIFACT_EVENTS]
+        )
+        if not events:
+            return format_html('<span class="quiet">{}</span>', "no device reported one missing")
+        return format_html_join(
+            "",
+            '<div><a href="{}">{}</a> at {}: {}</div>',
+            (
+                (
+                    reverse("admin:devices_device_change", args=[event.device_id]),
+                    event.device.name,
+                    localtime(event.at).strftime("%Y-%m-%d %H:%M:%S"),
+                    event.detail or "no detail",
+                )
+                for event in events
+            ),
+        )
 
     @admin.display(description="size")
     def size_mib(self, version: PluginVersion) -> str:
@@ -212,17 +289,14 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
     def exports(self, version: PluginVersion) -> str:
         return _bullets(version.capabilities.get("exports", []))
 
-    @admin.display(description="changes since the last approved version")
+    @admin.display(description="changes from what devices run")
     def changes(self, version: PluginVersion) -> str:
         diff = capability_diff(version)
         if diff.previous is None:
-            heading = "first approved version of this plugin: everything above is new"
-            return format_html('<span class="quiet">{}</span>', heading)
+            return format_html('<span class="quiet">{}</span>', diff.heading)
         if diff.unchanged:
-            return format_html('<span class="quiet">same as {}</span>', diff.previous)
-        return format_html(
-            "<div>compared with {}:</div>{}", diff.previous, _bullets(diff.describe())
-        )
+            return format_html('<span class="quiet">{}: no change</span>', diff.heading)
+        return format_html("<div>{}:</div>{}", diff.heading, _bullets(diff.describe()))
 
     @admin.display(description="manifest")
     def manifest_json(self, version: PluginVersion) -> str:
@@ -237,3 +311,72 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
             version.serial,
             version.release_envelope["key_id"],
         )
+
+
+def _artifact_row(
+    version: PluginVersion, device_class: DeviceClass, artifact: CompiledArtifact | None
+) -> tuple[str, ...]:
+    """One class's line in the version's compiled artifacts table (see ARTIFACT_COLUMNS)."""
+    name = format_html(
+        '<span title="{} {}">{}</span>',
+        device_class.target,
+        " ".join(device_class.features),
+        device_class.name,
+    )
+    if artifact is None:
+        if not device_class.enabled:
+            state = "not compiled: the class is disabled"
+        elif version.status == VersionStatus.CHECKING:
+            state = "waits for the check"
+        elif version.status == VersionStatus.INVALID:
+            state = "not compiled: the check refused the version"
+        else:
+            state = "not compiled"
+        return (name, state, "", "", "", "", "", "", "")
+    ready = artifact.state == ArtifactState.READY
+    if not ready:
+        signed = ""
+    elif artifact.envelope is not None:
+        signed = "signed"
+    else:
+        signed = "when approved" if not version.is_approved else "not signed"
+    return (
+        name,
+        artifact.get_state_display(),
+        format_html('<code title="{}">{}</code>', artifact.engine_key, artifact.engine_key[:12]),
+        "" if artifact.size is None else f"{artifact.size / (1024 * 1024):.1f} MiB",
+        "" if artifact.compile_seconds is None else f"{artifact.compile_seconds:.1f} s",
+        "" if artifact.peak_rss_mib is None else f"{artifact.peak_rss_mib:.0f} MiB",
+        str(artifact.attempts),
+        signed,
+        format_html('<span class="problem">{}</span>', artifact.error) if artifact.error else "",
+    )
+
+
+def _approval_refusal(version: PluginVersion, error: ValidationError) -> str:
+    """The service's refusal, worded for a version whose check has not finished."""
+    version.refresh_from_db(fields=["status", "problem"])
+    if version.status == VersionStatus.CHECKING:
+        return f"{version} is still being checked; approve it when the check finished."
+    if version.status == VersionStatus.INVALID:
+        return f"{version} is invalid and cannot be approved: {version.problem}"
+    return " ".join(error_messages(error))
+
+
+def _approval_done(version: PluginVersion) -> str:
+    """What approving signed, and which compiles are signed when they finish."""
+    artifacts = list(
+        version.artifacts.select_related("device_class").order_by("device_class__name")
+    )
+    signed = [str(a.device_class) for a in artifacts if a.envelope is not None]
+    later = [
+        str(a.device_class)
+        for a in artifacts
+        if a.state in (ArtifactState.QUEUED, ArtifactState.COMPILING)
+    ]
+    message = f"Approved {version} as serial {version.serial}; signed"
+    if signed:
+        message += f", with its compiled artifacts for {', '.join(signed)}"
+    if later:
+        message += f"; those for {', '.join(later)} are signed when their compile finished"
+    return message + "."

@@ -6,9 +6,10 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from device_host.agent.artifacts import ArtifactStore
 from device_host.agent.conditions import Conditions
@@ -22,9 +23,17 @@ from device_host.plugins.events import EventLog, PluginEvent
 from device_host.plugins.manager import PluginManager
 from device_host.readings import ReadingHistory
 from fleet_common.wire.events import EventKind
+from fleet_common.wire.heartbeat import (
+    EventReport,
+    Heartbeat,
+    PluginReport,
+    ReadingReport,
+    ReportError,
+)
 from fleet_common.wire.statements import DesiredState, StatementError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BACKOFF_S = 300.0
 MAX_READINGS_PER_HEARTBEAT = 200
@@ -214,13 +223,14 @@ class DeviceAgent:
         now = time.time()
         backlog = list(self.state.data.backlog)
         readings = self._new_readings()
-        report = {
-            "host_version": self._host_version,
-            "engine": self._manager.engine_report().to_json(),
-            "plugins": [_plugin_report(slot.to_json()) for slot in self._manager.slots()],
-            "readings": readings,
-            "events": backlog,
-        }
+        slots = self._manager.slots()
+        report = Heartbeat(
+            host_version=self._host_version,
+            engine=self._manager.engine_report(),
+            plugins=tuple(_wire(PluginReport.parse, [s.to_json() for s in slots], "a plugin")),
+            readings=tuple(_wire(ReadingReport.parse, readings, "a reading")),
+            events=tuple(_wire(EventReport.parse, backlog, "a backlog event")),
+        ).to_json()
         try:
             answer = self._client.heartbeat(report)
         except ControlPlaneError as exc:
@@ -273,6 +283,17 @@ class DeviceAgent:
             self.conditions.report("state", f"cannot write the agent state: {exc}", logging.ERROR)
 
 
-def _plugin_report(slot: dict[str, object]) -> dict[str, object]:
-    keys = ("name", "version", "sha256", "state", "trap_count", "last_error")
-    return {key: slot.get(key) for key in keys}
+def _wire(parse: Callable[[object, str], T], items: list[dict[str, Any]], what: str) -> list[T]:
+    """Items checked by the control plane's own parser; one it would refuse is dropped here.
+
+    A heartbeat the control plane refuses stores nothing, so one bad item (an event an
+    older host wrote in another shape, a reading taken before the clock was set) would
+    block every heartbeat after it.
+    """
+    checked = []
+    for item in items:
+        try:
+            checked.append(parse(item, what))
+        except ReportError as exc:
+            log.warning("not reporting %s: %s", what, exc)
+    return checked

@@ -19,6 +19,7 @@ from fleet_common.wire.answers import (
     parse_enroll_answer,
     parse_heartbeat_answer,
 )
+from fleet_common.wire.heartbeat import Enrollment
 from fleet_common.wire.jsonlimits import JsonRefused, loads_bounded
 from fleet_common.wire.reports import EngineReport
 
@@ -49,16 +50,17 @@ class ControlPlaneClient:
         agent_url: str,
         engine: EngineReport,
     ) -> EnrollAnswer:
-        body = {
-            "enrollment_token": enrollment_token,
-            "name": name,
-            "host_version": host_version,
-            "agent_url": agent_url,
-            "engine": engine.to_json(),
-        }
+        body = Enrollment(
+            enrollment_token=enrollment_token,
+            name=name,
+            host_version=host_version,
+            agent_url=agent_url,
+            engine=engine,
+        ).to_json()
         return _parsed(parse_enroll_answer, self._post(paths.ENROLL, body, authenticated=False))
 
-    def heartbeat(self, report: dict[str, Any]) -> HeartbeatAnswer:
+    def heartbeat(self, report: dict[str, object]) -> HeartbeatAnswer:
+        """Sends a report, `Heartbeat.to_json()`'s form; answers with what to run."""
         answer = self._post(paths.HEARTBEAT, report, authenticated=True)
         return _parsed(parse_heartbeat_answer, answer)
 
@@ -80,7 +82,7 @@ class ControlPlaneClient:
         with self._open(request) as response:
             yield response
 
-    def _post(self, path: str, body: dict[str, Any], *, authenticated: bool) -> dict[str, Any]:
+    def _post(self, path: str, body: dict[str, object], *, authenticated: bool) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if authenticated:
             headers.update(self._auth_headers())

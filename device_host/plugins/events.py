@@ -17,7 +17,7 @@ from device_host.logs import OncePerWindow, structured
 from fleet_common.wire.events import EventKind
 
 log = logging.getLogger("device_host.plugins")
-_QUIET = frozenset({"installed", "removed"})
+_QUIET = frozenset({EventKind.INSTALLED, EventKind.REMOVED})
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-arm64-sysroot"
 SITE = Path("opt/pi-fleet/site")
 """Where the sysroot keeps the aarch64 wheels, relative to its root."""
+SYSROOT_VARIABLE = "PI_FLEET_ARM64_SYSROOT"
+"""An installed control plane has no scripts/: Ansible builds the sysroot and names it here."""
 BUILD_TIMEOUT_S = 900.0
 """Downloading 28 Debian packages and the wheels, then precompiling the stdlib under qemu."""
 
@@ -32,13 +34,17 @@ class EmulationUnavailable(RuntimeError):
 
 
 def arm64_sysroot() -> Path:
-    """The sysroot's path, built by ``scripts/build-arm64-sysroot`` if it is not cached yet.
+    """The sysroot's path: ``$PI_FLEET_ARM64_SYSROOT``, or built by
+    ``scripts/build-arm64-sysroot`` (in a checkout) if it is not cached yet.
 
     The script is keyed by its package list and the device lock, so it answers at once when
     the sysroot exists and rebuilds it when either changes.
     """
     if shutil.which(QEMU) is None:
         raise EmulationUnavailable(f"{QEMU} is not installed: run scripts/setup.sh")
+    provisioned = os.environ.get(SYSROOT_VARIABLE)
+    if provisioned:
+        return _checked(Path(provisioned))
     if not BUILD_SCRIPT.is_file():
         raise EmulationUnavailable(f"{BUILD_SCRIPT} is missing: cannot build the arm64 sysroot")
     try:
@@ -57,7 +63,10 @@ def arm64_sysroot() -> Path:
     if done.returncode != 0 or not lines:
         problem = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
         raise EmulationUnavailable(f"cannot build the arm64 sysroot: {problem[0]}")
-    root = Path(lines[-1])
+    return _checked(Path(lines[-1]))
+
+
+def _checked(root: Path) -> Path:
     if not (root / "usr" / "bin" / "python3.11").is_file():
         raise EmulationUnavailable(f"the arm64 sysroot {root} has no usr/bin/python3.11")
     return root

@@ -43,6 +43,9 @@ class Interpreter:
 
     argv: tuple[str, ...] = (sys.executable,)
     env: dict[str, str] | None = None
+    emulated: bool = False
+    """qemu-user ignores the child's RLIMIT_DATA: only the timeout and the worker's cgroup
+    (systemd ``MemoryMax``) bound an emulated compile."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,9 @@ def compile_in_child(job: CompileJob) -> Compiled:
             str(job.data_limit),
         ],
         job.timeout_s,
-        f"its memory ceiling is {job.data_limit >> 20} MiB",
+        "emulated: bounded by its timeout and the worker's memory cgroup"
+        if job.interpreter.emulated
+        else f"its memory ceiling is {job.data_limit >> 20} MiB",
     )
     try:
         size = answer.get("artifact_size")

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from fleet_common.manifest import Manifest, parse_manifest
 RELEASE_TYPE = "pi-fleet/release@1"
 COMPILED_TYPE = "pi-fleet/compiled@1"
 DESIRED_STATE_TYPE = "pi-fleet/desired-state@1"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_COMPILED_BYTES = 256 << 20
 """The largest compiled artifact a device accepts (the dashboard's is 34 MB)."""
 
@@ -124,7 +126,7 @@ class Release:
             raise StatementError(f"malformed release statement: {exc}") from None
         if (manifest.name, manifest.version) != (release.plugin, release.version):
             raise StatementError("release names a different plugin or version than its manifest")
-        if len(release.sha256) != 64 or release.size <= 0:
+        if not _HEX64.fullmatch(release.sha256) or release.size <= 0:
             raise StatementError("release has no valid artifact digest and size")
         return release
 
@@ -166,7 +168,7 @@ class CompiledArtifact:
                 component_size=int(component["size"]),
                 engine_key=str(statement["engine"]["key"]),
                 target=str(statement["engine"]["target"]),
-                features=tuple(str(f) for f in statement["engine"]["features"]),
+                features=_features(statement["engine"]["features"]),
                 sha256=str(artifact["sha256"]),
                 size=int(artifact["size"]),
                 footprint=Footprint.from_json(component["footprint"]),
@@ -175,7 +177,7 @@ class CompiledArtifact:
         except (KeyError, TypeError, ValueError, FootprintError) as exc:
             raise StatementError(f"malformed compiled statement: {exc}") from None
         for digest in (compiled.component_sha256, compiled.engine_key, compiled.sha256):
-            if len(digest) != 64:
+            if not _HEX64.fullmatch(digest):
                 raise StatementError("compiled statement has a digest that is not SHA-256")
         if not 0 < compiled.size <= MAX_COMPILED_BYTES:
             raise StatementError(
@@ -234,6 +236,12 @@ class DesiredState:
         if not isinstance(compiled, list):
             raise StatementError("desired state's compiled artifacts are not a list")
         return cls(device_id, sequence, releases, compiled, str(statement.get("issued_at", "")))
+
+
+def _features(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(f, str) for f in value):
+        raise ValueError("engine features must be a list of strings")
+    return tuple(value)
 
 
 def release_statement(

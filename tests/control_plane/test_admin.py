@@ -38,7 +38,8 @@ def test_a_staff_user_uploads_through_the_admin_form(client, reviewer, hello, ar
     version = PluginVersion.objects.get()
     assert answer.redirect_chain[-1][0] == f"/admin/plugins/pluginversion/{version.pk}/change/"
     assert messages_of(answer) == [
-        "Uploaded hello 1.0.0: it passed the contract check and waits for review."
+        "Uploaded hello 1.0.0: it is being checked in the background (the contract check, "
+        "then a compile per device class); this page shows the verdict."
     ]
     assert version.uploaded_by == reviewer and len(artifacts()) == 1
     page = answer.content.decode()
@@ -78,7 +79,58 @@ def test_the_approve_action_signs_the_selected_version(client, reviewer, upload)
     version.refresh_from_db()
     assert version.status == VersionStatus.APPROVED and version.serial == 1
     assert version.reviewed_by == reviewer
-    assert messages_of(answer) == ["Approved hello 1.0.0 as serial 1; signed."]
+    assert messages_of(answer) == [
+        "Approved hello 1.0.0 as serial 1; signed, with its compiled artifacts for x86_64."
+    ]
+
+
+def test_a_version_still_being_checked_is_not_approved_with_a_clear_message(
+    client, reviewer, upload
+):
+    version = upload()
+    PluginVersion.objects.filter(pk=version.pk).update(status=VersionStatus.CHECKING)
+    client.force_login(reviewer)
+
+    answer = client.post(
+        CHANGELIST, {"action": "approve", "_selected_action": [version.pk]}, follow=True
+    )
+
+    version.refresh_from_db()
+    assert version.status == VersionStatus.CHECKING and version.serial is None
+    assert messages_of(answer) == [
+        "hello 1.0.0 is still being checked; approve it when the check finished."
+    ]
+
+
+def test_the_page_of_a_version_being_checked_says_so_and_offers_no_approval(
+    client, reviewer, upload
+):
+    version = upload()
+    PluginVersion.objects.filter(pk=version.pk).update(status=VersionStatus.CHECKING)
+    client.force_login(reviewer)
+
+    page = client.get(f"{CHANGELIST}{version.pk}/change/").content.decode()
+
+    assert "being checked" in page and "reload for its verdict" in page
+    assert "Approve and sign" not in page
+
+
+def test_the_page_of_an_invalid_version_shows_its_problem(client, reviewer, upload):
+    version = upload()
+    PluginVersion.objects.filter(pk=version.pk).update(
+        status=VersionStatus.INVALID, problem="imports fleet:plugin/nope@9.9.9"
+    )
+    client.force_login(reviewer)
+
+    page = client.get(f"{CHANGELIST}{version.pk}/change/").content.decode()
+    answer = client.post(
+        CHANGELIST, {"action": "approve", "_selected_action": [version.pk]}, follow=True
+    )
+
+    assert "invalid: imports fleet:plugin/nope@9.9.9" in page
+    assert messages_of(answer) == [
+        "hello 1.0.0 is invalid and cannot be approved: imports fleet:plugin/nope@9.9.9"
+    ]
 
 
 def test_approving_needs_the_approve_permission(client, reviewer, upload):

@@ -17,9 +17,11 @@ class Fleet:
 
 
 def signed_host(
-    workdir, compiled_dir, control_plane: ControlPlaneProcess, token: str, name: str
+    workdir, control_plane: ControlPlaneProcess, token: str, name: str, compile_locally: bool
 ) -> HostProcess:  # type: ignore[no-untyped-def]
-    host = HostProcess(workdir=workdir, compiled_dir=compiled_dir)
+    """A device with its own compiled cache: what it runs must arrive compiled and signed,
+    unless it may compile for itself when it does not."""
+    host = HostProcess(workdir=workdir, compiled_dir=workdir / "compiled")
     host.settings = {
         "plugins": {"source": "signed"},
         "agent": {
@@ -29,6 +31,7 @@ def signed_host(
             "agent_url": host.url,
             "trusted_keys_dir": str(control_plane.trusted_keys_dir),
             "heartbeat_interval_s": 1.0,
+            "compile_locally": compile_locally,
         },
     }
     return host
@@ -36,13 +39,15 @@ def signed_host(
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, compiled_dir) -> Iterator[Fleet]:
-    control_plane = ControlPlaneProcess(tmp_path_factory.mktemp("control-plane"))
+    control_plane = ControlPlaneProcess(
+        tmp_path_factory.mktemp("control-plane"), compiled_dir=compiled_dir
+    )
     control_plane.set_up()
     control_plane.start()
     token = control_plane.enrollment_token(uses=2)
     devices = [
-        signed_host(tmp_path_factory.mktemp(name), compiled_dir, control_plane, token, name)
-        for name in ("pi-kitchen", "pi-greenhouse")
+        signed_host(tmp_path_factory.mktemp(name), control_plane, token, name, compile_locally)
+        for name, compile_locally in (("pi-kitchen", True), ("pi-greenhouse", False))
     ]
     try:
         for device in devices:

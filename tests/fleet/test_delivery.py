@@ -8,6 +8,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import zstandard
@@ -39,9 +40,34 @@ def _publish(fleet, build, n: int, *extra: str) -> None:  # type: ignore[no-unty
     fleet.control_plane.manage("publish_plugin", str(_hello_version(build, n)), *extra)
 
 
-def _artifact(fleet, folder: Path) -> Path:  # type: ignore[no-untyped-def]
+def _compiled(fleet, folder: Path, field: str = "sha256") -> str:  # type: ignore[no-untyped-def]
+    """A field of the x86_64 artifact of the version built in ``folder``, from the database."""
     sha256 = hashlib.sha256((folder / "hello.wasm").read_bytes()).hexdigest()
-    return fleet.control_plane.artifact_root / f"{sha256}.wasm.zst"
+    output = fleet.control_plane.manage(
+        "shell",
+        "-c",
+        "import json; from control_plane.builds.models import CompiledArtifact as A;"
+        f"a = A.objects.get(version__sha256={sha256!r}, device_class__name='x86_64');"
+        f"print(json.dumps(a.{field}))",
+    )
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _artifact(fleet, folder: Path) -> Path:  # type: ignore[no-untyped-def]
+    """The compiled artifact devices download for the version built in ``folder``."""
+    return fleet.control_plane.artifact_root / "compiled" / f"{_compiled(fleet, folder)}.cwasm.zst"
+
+
+def _loads(device) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """``plugin_loads_total`` by where the code came from, from the device's /metrics."""
+    status, text = http_get(f"{device.url}/metrics")
+    assert status == 200
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("plugin_loads_total{"):
+            how = line.split('how="', 1)[1].split('"', 1)[0]
+            found[how] = float(line.rsplit(" ", 1)[1])
+    return found
 
 
 def _load_error(device) -> str | None:  # type: ignore[no-untyped-def]
@@ -79,6 +105,8 @@ def test_1_a_published_release_reaches_every_device(fleet, build):
     for device in fleet.devices:
         assert device.plugin("hello")["version"] == "1.0.0"
         assert device.healthz()["agent"]["enrolled"] is True
+        assert _loads(device) == {"delivered": 1.0}, "the device compiled instead of loading"
+        assert not list((device.workdir / "state" / "artifacts").glob("*.wasm"))
 
 
 def test_2_a_new_version_is_pushed_and_swapped_in(fleet, build):
@@ -94,8 +122,9 @@ def test_3_a_corrupted_download_is_retried_not_refused_and_installs_once_repaire
     _publish(fleet, build, 3, "--approve")
     artifact = _artifact(fleet, folder)
     good = artifact.read_bytes()
-    other = (_hello_version(build, 4) / "hello.wasm").read_bytes()
-    artifact.write_bytes(zstandard.ZstdCompressor().compress(other))
+    tampered = bytearray(zstandard.ZstdDecompressor().decompress(good))
+    tampered[len(tampered) // 2] ^= 0xFF  # one flipped byte in the machine code
+    artifact.write_bytes(zstandard.ZstdCompressor().compress(bytes(tampered)))
 
     fleet.control_plane.manage("assign_release", "hello", "3.0.0", "all")
 
@@ -130,7 +159,7 @@ def test_5_an_oversized_download_stops_at_the_signed_size_and_is_retried(fleet, 
     _publish(fleet, build, 5, "--approve")
     artifact = _artifact(fleet, folder)
     good = artifact.read_bytes()
-    original = (folder / "hello.wasm").read_bytes()
+    original = zstandard.ZstdDecompressor().decompress(good)
     artifact.write_bytes(zstandard.ZstdCompressor().compress(original + original))
 
     fleet.control_plane.manage("assign_release", "hello", "5.0.0", "all")
@@ -146,7 +175,7 @@ def test_5_an_oversized_download_stops_at_the_signed_size_and_is_retried(fleet, 
 def test_6_a_push_signed_by_an_untrusted_key_is_refused(fleet):
     device = fleet.devices[0]
     state = _agent_state(device)
-    statement = desired_state_statement(state["device_id"], state["desired_sequence"] + 100, [])
+    statement = desired_state_statement(state["device_id"], state["desired_sequence"] + 100, [], [])
 
     assert _push(device, sign(statement, Ed25519PrivateKey.generate())) == 403
     assert _hello(device) == (200, "hello from version 5")
@@ -156,7 +185,9 @@ def test_7_a_replayed_older_serial_is_refused(fleet):
     device = fleet.devices[0]
     state = _agent_state(device)
     older = state["last_good"]["hello"]["envelope"]
-    statement = desired_state_statement(state["device_id"], state["desired_sequence"] + 1, [older])
+    statement = desired_state_statement(
+        state["device_id"], state["desired_sequence"] + 1, [older], []
+    )
 
     assert _push(device, sign(statement, _fleet_key(fleet))) == 202
 
@@ -255,8 +286,13 @@ def test_13_pushes_converge_on_the_highest_accepted_sequence(fleet):
     newer = state["desired_sequence"] + 10
     key = _fleet_key(fleet)
 
+    compiled = [r["compiled"] for r in state["releases"].values() if r.get("compiled")]
+
     def signed(sequence: int, envelopes: list[dict[str, str]]) -> dict[str, str]:
-        return sign(desired_state_statement(state["device_id"], sequence, envelopes), key)
+        statement = desired_state_statement(
+            state["device_id"], sequence, envelopes, compiled if envelopes else []
+        )
+        return sign(statement, key)
 
     assert _push(device, signed(newer, releases)) == 202
     assert _push(device, signed(newer - 1, [])) == 409
@@ -264,6 +300,116 @@ def test_13_pushes_converge_on_the_highest_accepted_sequence(fleet):
     wait_until(lambda: _agent_state(device)["desired_sequence"] == newer, 30, "the newer state")
     assert device.healthz()["agent"]["accepted_sequence"] == newer
     assert _hello(device) == (200, "hello from version 7")
+
+
+def test_14_a_compiled_artifact_that_is_not_this_release_for_this_engine_is_refused(fleet, build):
+    """Signed by a stranger, compiled for another engine key, or another release's: none
+    reaches deserialize. A device that may compiles the release itself; one that may not
+    waits, reporting why. Runs after 13: pushes leave devices ahead of the control plane."""
+    _publish(fleet, build, 8, "--approve")
+    folder = _hello_version(build, 8)
+    genuine = _compiled(fleet, folder, "envelope")
+    statement = json.loads(genuine["statement"])
+    other_engine = {**statement, "engine": {**statement["engine"], "key": "0" * 64}}
+    key = _fleet_key(fleet)
+    compiled = [
+        sign(statement, Ed25519PrivateKey.generate()),
+        sign(other_engine, key),
+        _compiled(fleet, _hello_version(build, 7), "envelope"),
+    ]
+    release = _release(fleet, "8.0.0")
+    kitchen, greenhouse = fleet.devices
+    compiled_before = _loads(kitchen).get("compiled", 0.0)
+
+    for device in fleet.devices:
+        state = _agent_state(device)
+        sequence = max(state["desired_sequence"], device.healthz()["agent"]["accepted_sequence"])
+        desired = desired_state_statement(state["device_id"], sequence + 1, [release], compiled)
+        assert _push(device, sign(desired, key)) == 202
+
+    problem = wait_until(lambda: _no_artifact(greenhouse, "8.0.0"), 30, "the refusal reported")
+    assert "signed with untrusted key" in problem
+    assert "compiled for engine key 0000000000000000" in problem
+    assert "not hello 8.0.0" in problem and "waiting for one" in problem
+    assert _hello(greenhouse) == (200, "hello from version 7")
+    _wait_serving([kitchen], "hello from version 8")
+    assert _loads(kitchen)["compiled"] == compiled_before + 1
+    assert "compiling it here" in (_no_artifact(kitchen, "8.0.0") or "")
+
+
+def test_15_a_worker_killed_mid_check_leaves_no_artifact_and_the_queue_survives_a_restart(
+    fleet, build
+):
+    """The check's compile is killed with its worker; gunicorn restarts too. The queued
+    job is handed out again after the retry time and finishes: nothing lost, nothing half."""
+    control_plane = fleet.control_plane
+    nonce = uuid.uuid4().hex[:8]  # new bytes every run: this compile must not be cached
+    folder = build(
+        "hello",
+        replace={"version 1": f"version 9 {nonce}"},
+        version="9.0.0",
+        label=f"hello-v9-{nonce}",
+    )
+    sha256 = hashlib.sha256((folder / "hello.wasm").read_bytes()).hexdigest()
+    control_plane.manage("publish_plugin", str(folder))  # returns once queued
+    wait_until(lambda: "processing check hello 9.0.0" in control_plane.worker_log(), 30)
+    time.sleep(1.0)  # into the compile
+
+    control_plane.kill_worker()
+    control_plane.stop()
+
+    assert _version_field(fleet, "9.0.0", "status") == "checking"
+    compiled_root = control_plane.artifact_root / "compiled"
+    assert not list(control_plane.compiled_dir.glob(f"{sha256}-*.cwasm"))
+    control_plane.start()
+    wait_until(
+        lambda: _version_field(fleet, "9.0.0", "status") == "pending",
+        control_plane.job_retry_s + 90,
+        "the check handed out again",
+    )
+    artifact = _version_artifact(fleet, "9.0.0")
+    assert artifact["state"] == "ready" and artifact["attempts"] == 1
+    assert (compiled_root / f"{artifact['sha256']}.cwasm.zst").is_file()
+
+
+def _version_field(fleet, version: str, field: str) -> object:  # type: ignore[no-untyped-def]
+    output = fleet.control_plane.manage(
+        "shell",
+        "-c",
+        "import json; from control_plane.plugins.models import PluginVersion as V;"
+        f"print(json.dumps(V.objects.get(plugin__name='hello', version={version!r}).{field}))",
+    )
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _version_artifact(fleet, version: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    output = fleet.control_plane.manage(
+        "shell",
+        "-c",
+        "import json; from control_plane.builds.models import CompiledArtifact as A;"
+        f"a = A.objects.get(version__plugin__name='hello', version__version={version!r},"
+        "device_class__name='x86_64');"
+        "print(json.dumps({'state': a.state, 'attempts': a.attempts, 'sha256': a.sha256}))",
+    )
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _release(fleet, version: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    output = fleet.control_plane.manage(
+        "shell",
+        "-c",
+        "import json; from control_plane.plugins.models import PluginVersion as V;"
+        f"print(json.dumps(V.objects.get(plugin__name='hello', version={version!r})"
+        ".release_envelope))",
+    )
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _no_artifact(device, version: str) -> str | None:  # type: ignore[no-untyped-def]
+    for key, problem in device.healthz()["agent"]["problems"].items():
+        if key.startswith(f"no artifact hello {version}"):
+            return str(problem["message"])
+    return None
 
 
 def _unassign(fleet, plugin: str, version: str | None = None) -> None:  # type: ignore[no-untyped-def]

@@ -69,7 +69,7 @@ def release_source(tmp: Path, version: str, *, broken: bool = False) -> Path:
             shutil.copy2(REPO / name, source / name)
     for name, pattern in (
         ("pyproject.toml", r'^version = ".*"$'),
-        ("device_host/__init__.py", r'^__version__ = ".*"$'),
+        ("fleet_common/__init__.py", r'^__version__ = ".*"$'),
     ):
         path = source / name
         text, count = re.subn(
@@ -149,6 +149,8 @@ def inventory(fleet: VirtualFleet, bundles: dict[str, Path], build) -> Path:
     control_plane = {
         "base_service_groups": [],
         "control_plane_heartbeat_interval_s": 2,
+        # The nodes are offline: no Debian mirror to build the arm64 compiler from.
+        "control_plane_cross_compile": False,
         "control_plane_plugins": [{"path": str(build("dashboard")), "assign": "all"}],
     }
     (root / "group_vars/control_plane.yml").write_text(yaml.safe_dump(control_plane))

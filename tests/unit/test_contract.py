@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from device_host.contract_generate import generate_reference
-
 from fleet_common.contract.interfaces import compatibility_key
 from fleet_common.contract.reference import REFERENCE_PATH
 from fleet_common.contract.wit import plugin_world

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from control_plane.errors import error_messages
+from control_plane.plugins.choices import VersionStatus
+from control_plane.plugins.models import PluginVersion
 from control_plane.plugins.services import (
     approve_plugin_version,
     published_before,
@@ -21,6 +24,10 @@ from control_plane.rollouts.services import create_assignment
 from control_plane.rollouts.targets import parse_target
 from fleet_common.errors import ManifestError
 from fleet_common.manifest import load_manifest
+
+CHECK_WAIT_S = 600.0
+"""A check is one native compile: seconds, unless the worker is busy or down."""
+POLL_S = 0.1
 
 
 class Command(BaseCommand):
@@ -38,6 +45,13 @@ class Command(BaseCommand):
             help="then assign it to all, tag:<tag> or device:<name or id> (implies --approve)",
         )
         parser.add_argument("--user", help="record this user as uploader and approver")
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=CHECK_WAIT_S,
+            metavar="SECONDS",
+            help="how long to wait for the background check before approving",
+        )
         parser.add_argument(
             "--skip-existing",
             action="store_true",
@@ -61,6 +75,7 @@ class Command(BaseCommand):
             version = upload_plugin_version(**upload, uploaded_by=user)
             self.stdout.write(f"uploaded {version} (sha256 {version.sha256[:12]})")
             if options["approve"] or target is not None:
+                version = self._checked(version, options["wait"])
                 version = approve_plugin_version(version=version, approved_by=user)
                 self.stdout.write(f"approved {version} as serial {version.serial}")
             if target is not None:
@@ -76,6 +91,22 @@ class Command(BaseCommand):
             raise CommandError("; ".join(error_messages(exc))) from None
         except SigningKeyError as exc:
             raise CommandError(str(exc)) from None
+
+    def _checked(self, version: PluginVersion, wait_s: float) -> PluginVersion:
+        """The version once the worker checked it; raises CommandError if it is invalid."""
+        started = time.monotonic()
+        while version.status == VersionStatus.CHECKING:
+            if time.monotonic() - started > wait_s:
+                raise CommandError(
+                    f"{version} is still being checked after {wait_s:g} s: is the job worker "
+                    "(manage.py qcluster) running? Approve it in the admin once it is checked."
+                )
+            time.sleep(POLL_S)
+            version.refresh_from_db()
+        if version.status == VersionStatus.INVALID:
+            raise CommandError(f"{version} is invalid: {version.problem}")
+        self.stdout.write(f"checked {version} in {time.monotonic() - started:.1f} s")
+        return version
 
     @staticmethod
     def _read(source: Path) -> dict[str, Any]:
