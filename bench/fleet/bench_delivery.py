@@ -560,6 +560,11 @@ def ms(value: object) -> str:
     return "?" if value is None else f"{int(value):,}"  # type: ignore[call-overload]
 
 
+def ms_or_dash(value: object) -> str:
+    """A step that did not happen in this mode (no compile on a device that gets one)."""
+    return "-" if value is None else ms(value)
+
+
 def _median(values: list[object]) -> float | None:
     known = [float(v) for v in values if v is not None]  # type: ignore[arg-type]
     return statistics.median(known) if known else None
@@ -612,7 +617,7 @@ def comparison(runs: dict) -> Table:  # type: ignore[type-arg]
     for name, value in delivered.items():
         other = baseline[name]
         ratio = f"{other / value:.1f}x" if value and other and name.startswith("**") else ""
-        rows.append([name, ms(value), ms(other), ratio])
+        rows.append([name, ms_or_dash(value), ms_or_dash(other), ratio])
     return Table(
         ["step (ms)", "delivered", "baseline (devices compile)", "baseline / delivered"], rows
     )
@@ -677,7 +682,12 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
         f"* baseline: {run_notes(runs['baseline'])}\n"
         f"{alone_text}\n"
         f'"approval" is the moment the check\'s verdict was recorded (the earliest an '
-        f"approver can approve; `publish_plugin` approves within 0.1 s of it).\n\n"
+        f"approver can approve; `publish_plugin` approves within 0.1 s of it). Per device: "
+        f"push: new desired states → the device's 202; wait: → the download file created; "
+        f"download: → its last write; verify: → the load starts; compile (baseline): → the "
+        f"device's `.cwasm` written; load: the rest of the device's own figure; swap: serving "
+        f"line → first poll (every 50 ms) answering the new version (the line is logged just "
+        f"after the swap, so a poll can beat it and the figure goes negative).\n\n"
         f"{comparison(runs).markdown()}\n\n"
         f"Per device, delivered (ms):\n\n{device_table(runs['delivered']).markdown()}\n\n"
         f"Per device, baseline (ms; compile: load start → its `.cwasm` written):\n\n"

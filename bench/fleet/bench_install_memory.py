@@ -57,15 +57,18 @@ def _status_kib(pid: int) -> tuple[int, int] | None:
 
 
 def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``; each thread lists the children it started itself."""
     found, queue = [], [pid]
     while queue:
         parent = queue.pop()
-        try:
-            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        except OSError:
-            continue
-        found += [int(c) for c in children]
-        queue += [int(c) for c in children]
+        children = []
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        found += children
+        queue += children
     return found
 
 

@@ -21,7 +21,15 @@ import os
 import shutil
 from pathlib import Path
 
-from bench_delivery import MODES, Pollers, TimedControlPlane, ms, roll_out, signed_host
+from bench_delivery import (
+    MODES,
+    Pollers,
+    TimedControlPlane,
+    ms,
+    ms_or_dash,
+    roll_out,
+    signed_host,
+)
 from common import (
     WORK,
     Table,
@@ -36,9 +44,16 @@ from common import (
 from tests.support import HostProcess, wait_until
 
 TITLE = 'TITLE = "WASI Python Dashboard"'
-DEVICE_STEPS = (
-    "wait_ms", "download_ms", "verify_ms", "compile_ms", "check_instantiate_ms", "swap_ms",
-)  # fmt: skip
+DEVICE_STEPS = {
+    "wait (202 → download starts)": "wait_ms",
+    "download": "download_ms",
+    "verify": "verify_ms",
+    "compile on the device": "compile_ms",
+    "load (deserialize or read the fresh .cwasm) + check + instantiate + self-check": (
+        "check_instantiate_ms"
+    ),
+    "swap (serving line → first poll)": "swap_ms",
+}
 
 
 def variant(version: str) -> tuple[Path, str]:
@@ -129,7 +144,10 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
     first = {mode: run["per_device"][0] for mode, run in runs.items()}
     inside = Table(
         ["in the device install (ms)", "delivered", "baseline"],
-        [[key, ms(first["delivered"][key]), ms(first["baseline"][key])] for key in DEVICE_STEPS],
+        [
+            [label, ms_or_dash(first["delivered"][key]), ms_or_dash(first["baseline"][key])]
+            for label, key in DEVICE_STEPS.items()
+        ],
     )
     notes = "\n".join(
         f"* {mode}: `publish_plugin {run['plugin']}` {run['publish']['seconds']:.1f} s; "

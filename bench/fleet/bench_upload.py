@@ -238,9 +238,7 @@ def upload(
         "compile_seconds": native.get("compile_seconds"),
         "compiler_peak_rss_mib": native.get("peak_rss_mib"),
         "job_tree_peak_mib": round(max((s[2] for s in jobs.samples), default=0) / 1024, 1),
-        "job_worker_steady_mib": round(statistics.median(s[1] for s in jobs.samples) / 1024, 1)
-        if jobs.samples
-        else None,
+        "job_tree_before_mib": round(jobs.samples[0][2] / 1024, 1) if jobs.samples else None,
         "load_1min": load,
     }
 
@@ -252,7 +250,7 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
             f"{u['web_steady_rss_mib']} → {u['web_peak_rss_mib']} (HWM {u['web_hwm_mib']})",
             ms((u["queue_wait_s"] or 0) * 1000), ms((u["check_s"] or 0) * 1000),
             f"{u['compile_seconds']} s, {u['compiler_peak_rss_mib']} MiB",
-            f"{u['job_tree_peak_mib']}", f"{u['load_1min']:.1f}",
+            f"{u['job_tree_before_mib']} → {u['job_tree_peak_mib']}", f"{u['load_1min']:.1f}",
         ]
         for u in data["uploads"]
     ]  # fmt: skip
@@ -260,7 +258,8 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
         [
             "upload", "POST answered, ms", "change page, ms", "web worker RSS MiB: steady → peak",
             "queue wait, ms", "check, ms", "native compile (CompiledArtifact)",
-            "job worker tree peak, MiB", "load avg",
+            "job worker tree (all qcluster processes + compile child) MiB: before → peak",
+            "load avg",
         ],
         rows,
     )  # fmt: skip

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Runs every fleet benchmark (about 5 minutes on 2 cores) and writes bench/results/fleet.md:
+# Runs every fleet benchmark (about 12 minutes on 2 cores) and writes bench/results/fleet.md:
 #   1. heartbeats/s the control plane absorbs, SQLite and a throwaway PostgreSQL
-#   2. approval → every device of a 5-device local fleet serving the new version, split
-#   3. bytes on the wire per update, and what level 19 or a delta would send
+#   2. approval → every device of a 5-device local fleet serving the new version, split,
+#      delivered compiled vs every device compiling (baseline), in the same run
+#   3. scripts/publish plugins/dashboard → the device's new page, both modes
+#   4. the admin upload's answer time and the web worker's memory, next to the check job's
+#   5. a device host's peak memory while installing the dashboard, both modes
+#   6. bytes on the wire per update, and what level 19 or a delta would send
 # Each also runs alone (see bench/fleet/README.md). Loopback only; every step is bounded by
 # `timeout` and stops what it started. Measurements only: nothing passes or fails on a timing.
 #   FLEET_DEVICES=1000 FLEET_DURATION=15 bench/fleet/run.sh
@@ -34,13 +38,17 @@ step heartbeats-sqlite timeout 900 "$PY" bench/fleet/bench_heartbeats.py "${hear
 step heartbeats-postgresql scripts/with-postgres.sh \
     timeout 900 "$PY" bench/fleet/bench_heartbeats.py --database postgresql "${heartbeat_args[@]}"
 step delivery timeout 1800 "$PY" bench/fleet/bench_delivery.py
+step publish timeout 900 "$PY" bench/fleet/bench_publish.py
+step upload timeout 900 "$PY" bench/fleet/bench_upload.py
+step install_memory timeout 900 "$PY" bench/fleet/bench_install_memory.py
 step wire timeout 600 "$PY" bench/fleet/bench_wire.py
 
 {
     echo "# Fleet benchmarks"
     echo
     echo "Written by \`bench/fleet/run.sh\`; raw figures in \`$results/*.json\`."
-    for section in heartbeats-sqlite heartbeats-postgresql delivery wire; do
+    for section in heartbeats-sqlite heartbeats-postgresql delivery publish upload \
+        install_memory wire; do
         echo
         if [[ " ${failed[*]} " == *" $section "* ]] || [ ! -f "$results/$section.md" ]; then
             echo "### $section: did not finish in this run (see its output above)"

@@ -18,7 +18,6 @@ from device_host.runtime import (
     GuestLog,
     LoadContext,
     LoadedVersion,
-    LoadHow,
     load_version,
 )
 from fleet_common.digest import file_sha256
@@ -110,7 +109,7 @@ class PluginManager:
             "%s is serving (sha256 %s, %s in %.0f ms)",
             manifest.label,
             version.sha256[:12],
-            _HOW[version.how],
+            version.how.phrase,
             version.load_seconds * 1000,
         )
         return version
@@ -201,13 +200,6 @@ class PluginManager:
     def _guest_log(self, name: str) -> GuestLog:
         with self._lock:
             return self._guest_logs.setdefault(name, GuestLog(name))
-
-
-_HOW = {
-    LoadHow.DELIVERED: "delivered compiled artifact",
-    LoadHow.CACHED: "from compiled cache",
-    LoadHow.COMPILED: "compiled here",
-}
 
 
 def _serving(slot: PluginSlot, manifest: Manifest, source: Path | Delivered) -> bool:

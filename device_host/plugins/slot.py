@@ -294,7 +294,5 @@ class PluginSlot:
 
 
 def _origin(version: LoadedVersion) -> str:
-    how = version.how
-    return (
-        f"sha256 {version.sha256[:12]}, {how} code, loaded in {version.load_seconds * 1000:.0f} ms"
-    )
+    took_ms = version.load_seconds * 1000
+    return f"sha256 {version.sha256[:12]}, {version.how.phrase}, loaded in {took_ms:.0f} ms"

@@ -47,6 +47,18 @@ class LoadHow(StrEnum):
     COMPILED = "compiled"
     """Compiled here, now."""
 
+    @property
+    def phrase(self) -> str:
+        """How logs and events say it."""
+        return _PHRASES[self]
+
+
+_PHRASES = {
+    LoadHow.DELIVERED: "delivered compiled artifact",
+    LoadHow.CACHED: "compiled cache",
+    LoadHow.COMPILED: "fresh compile",
+}
+
 
 @dataclass(frozen=True)
 class Delivered:

@@ -41,8 +41,16 @@ def test_upload_approve_and_assign_in_the_admin_delivers_to_every_device(admin, 
     admin.set_input_files("input[name=component]", str(folder / "hello.wasm"))
     admin.set_input_files("input[name=manifest_file]", str(folder / "manifest.toml"))
     admin.click("input[name=_save]")
-    expect(admin.locator(".messagelist")).to_contain_text("hello")
+    expect(admin.locator(".messagelist")).to_contain_text("being checked in the background")
     admin.screenshot(path=str(ARTIFACTS / "admin-uploaded.png"), full_page=True)
+
+    def checked() -> bool:
+        admin.reload()
+        return "pending review" in admin.locator("#content").inner_text()
+
+    wait_until(checked, 90, "the background check")
+    expect(admin.locator("#content")).to_contain_text("x86_64")
+    admin.screenshot(path=str(ARTIFACTS / "admin-checked.png"), full_page=True)
 
     admin.goto(f"{cp}/admin/plugins/pluginversion/")
     admin.locator("tr", has_text="1.0.0").locator("input.action-select").check()
