@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from control_plane.builds.choices import ArtifactState
 from control_plane.builds.models import CompiledArtifact, DeviceClass
-from control_plane.builds.services import enqueue_compiles
+from control_plane.builds.services import compile_approved_for, enqueue_compiles
 from control_plane.devices.models import Device
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import PluginVersion
@@ -86,6 +86,20 @@ class DeviceClassAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled", "target"]
     readonly_fields = ["engine_key_short"]
+    actions = ["compile_approved"]
+
+    @admin.action(description="Compile every approved version for selected classes")
+    def compile_approved(self, request: HttpRequest, queryset: QuerySet[DeviceClass]) -> None:
+        for device_class in queryset:
+            if not device_class.enabled:
+                self.message_user(request, f"{device_class} is disabled.", messages.WARNING)
+                continue
+            queued = compile_approved_for(device_class)
+            self.message_user(
+                request,
+                f"Queued {len(queued)} approved version(s) to compile for {device_class}.",
+                messages.SUCCESS,
+            )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DeviceClass]:
         reporting = (

@@ -13,6 +13,7 @@ from django_q.tasks import async_task
 
 from control_plane.builds.choices import ArtifactState
 from control_plane.builds.models import CompiledArtifact, DeviceClass
+from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import PluginVersion
 from control_plane.plugins.signing import sign_statement
 from fleet_common.compiler.run import Compiled
@@ -40,15 +41,23 @@ def checking_class() -> DeviceClass | None:
     )
 
 
-def enqueue_compiles(version: PluginVersion, *, skip: Iterable[DeviceClass] = ()) -> list[int]:
+def enqueue_compiles(
+    version: PluginVersion,
+    *,
+    skip: Iterable[DeviceClass] = (),
+    only: DeviceClass | None = None,
+) -> list[int]:
     """Creates (or requeues) the artifact of ``version`` for every enabled class; queues jobs.
 
     Only new and failed artifacts are queued, and none of the classes in ``skip``. Compiles
     for another CPU go to the cross queue, so they never delay a check.
     """
     skipped = {device_class.pk for device_class in skip}
+    classes = DeviceClass.objects.filter(enabled=True).exclude(pk__in=skipped)
+    if only is not None:
+        classes = classes.filter(pk=only.pk)
     queued = []
-    for device_class in DeviceClass.objects.filter(enabled=True).exclude(pk__in=skipped):
+    for device_class in classes:
         artifact, created = CompiledArtifact.objects.get_or_create(
             version=version, device_class=device_class
         )
@@ -65,6 +74,20 @@ def enqueue_compiles(version: PluginVersion, *, skip: Iterable[DeviceClass] = ()
                 COMPILE_JOB, pk, task_name=name, group="compile", cluster=queue
             )
         )
+    return queued
+
+
+def compile_approved_for(device_class: DeviceClass) -> list[int]:
+    """Queues every approved version's compile for a class (one just enabled or added):
+    devices of that class get artifacts for what the fleet already runs, not only for what
+    is uploaded next. Versions that have theirs are skipped."""
+    if not device_class.enabled:
+        return []
+    queued = []
+    for version in PluginVersion.objects.filter(
+        status=VersionStatus.APPROVED, footprint__isnull=False
+    ).exclude(artifacts__device_class=device_class):
+        queued += enqueue_compiles(version, only=device_class)
     return queued
 
 

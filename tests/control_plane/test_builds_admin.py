@@ -15,6 +15,7 @@ from django.utils import timezone
 from control_plane.builds.choices import ArtifactState
 from control_plane.builds.models import CompiledArtifact, DeviceClass
 from control_plane.devices.models import Device, DeviceEvent
+from fleet_common.compiler.settings import native_target
 from tests.support import ARTIFACTS, CHROMIUM_FLAGS
 
 pytestmark = pytest.mark.django_db
@@ -331,3 +332,19 @@ def test_the_version_page_reads_well_in_a_browser(admin_client, approved):
         page.screenshot(path=str(ARTIFACTS / "version-artifacts.png"), full_page=True)
         assert page.locator("table.compiled-artifacts tbody tr").count() == 2
         browser.close()
+
+
+def test_a_class_added_later_gets_every_approved_version_compiled_and_signed(
+    admin_client, approved, django_capture_on_commit_callbacks
+):
+    version = approved()
+    late = DeviceClass.objects.create(name="x86-late", target=native_target())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = admin_client.post(
+            CLASSES, {"action": "compile_approved", "_selected_action": [late.pk]}, follow=True
+        )
+
+    artifact = CompiledArtifact.objects.get(version=version, device_class=late)
+    assert artifact.state == ArtifactState.READY and artifact.envelope is not None
+    assert messages_of(answer) == ["Queued 1 approved version(s) to compile for x86-late."]
