@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -147,36 +148,21 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
 @allow("GET")
 def artifact(request: HttpRequest, sha256: str) -> HttpResponse:
     """``GET /api/v1/artifacts/<sha256>``: the approved component, zstd-compressed."""
-    token = _bearer_token(request)
-    if token is None:
-        return error(401, "missing Authorization: Bearer <device token>")
-    if not Device.objects.filter(token_hash=hash_token(token)).exists():
-        return error(401, "unknown device token (was the device deleted? enroll it again)")
+    if (refused := _unenrolled(request)) is not None:
+        return refused
     size = (
         PluginVersion.objects.filter(sha256=sha256, status=VersionStatus.APPROVED)
         .values_list("size", flat=True)
         .first()
     )
-    if size is None:
-        return error(404, f"no approved artifact {sha256}")
-    try:
-        handle = artifact_path(sha256).open("rb")
-    except FileNotFoundError:
-        log.error("artifact %s is approved but missing from %s", sha256, settings.ARTIFACT_ROOT)
-        return error(404, f"artifact {sha256} is missing on the control plane")
-    response = FileResponse(handle, content_type="application/zstd")
-    response["X-Artifact-Size"] = str(size)
-    return response
+    return _stream(size, artifact_path(sha256), f"approved artifact {sha256}")
 
 
 @allow("GET")
 def compiled(request: HttpRequest, sha256: str) -> HttpResponse:
     """``GET /api/v1/compiled/<sha256>``: a signed compiled artifact, zstd-compressed."""
-    token = _bearer_token(request)
-    if token is None:
-        return error(401, "missing Authorization: Bearer <device token>")
-    if not Device.objects.filter(token_hash=hash_token(token)).exists():
-        return error(401, "unknown device token (was the device deleted? enroll it again)")
+    if (refused := _unenrolled(request)) is not None:
+        return refused
     size = (
         CompiledArtifact.objects.filter(
             sha256=sha256,
@@ -187,15 +173,28 @@ def compiled(request: HttpRequest, sha256: str) -> HttpResponse:
         .values_list("size", flat=True)
         .first()
     )
+    return _stream(size, compiled_path(sha256), f"signed compiled artifact {sha256}")
+
+
+def _unenrolled(request: HttpRequest) -> HttpResponse | None:
+    """The 401 for a request without a known device token, before anything is looked up."""
+    token = _bearer_token(request)
+    if token is None:
+        return error(401, "missing Authorization: Bearer <device token>")
+    if not Device.objects.filter(token_hash=hash_token(token)).exists():
+        return error(401, "unknown device token (was the device deleted? enroll it again)")
+    return None
+
+
+def _stream(size: int | None, path: Path, what: str) -> HttpResponse:
+    """A stored zstd file with its raw size in ``X-Artifact-Size``; None: no such file."""
     if size is None:
-        return error(404, f"no signed compiled artifact {sha256}")
+        return error(404, f"no {what}")
     try:
-        handle = compiled_path(sha256).open("rb")
+        handle = path.open("rb")
     except FileNotFoundError:
-        log.error(
-            "compiled artifact %s is signed but missing from %s", sha256, compiled_path(sha256)
-        )
-        return error(404, f"compiled artifact {sha256} is missing on the control plane")
+        log.error("%s is in the database but missing from %s", what, path.parent)
+        return error(404, f"{what} is missing on the control plane")
     response = FileResponse(handle, content_type="application/zstd")
     response["X-Artifact-Size"] = str(size)
     return response

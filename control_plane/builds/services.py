@@ -16,6 +16,7 @@ from control_plane.builds.models import CompiledArtifact, DeviceClass
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import PluginVersion
 from control_plane.plugins.signing import sign_statement
+from control_plane.rollouts.services import refresh_desired_states_for_plugin
 from fleet_common.compiler.run import Compiled
 from fleet_common.compiler.settings import native_target
 from fleet_common.footprint import Footprint
@@ -128,8 +129,6 @@ def record_compiled(
     version = artifact.version
     if version.is_approved:
         sign_artifacts(version)
-        from control_plane.rollouts.services import refresh_desired_states_for_plugin
-
         refresh_desired_states_for_plugin(plugin=version.plugin)
     return artifact
 
@@ -163,20 +162,3 @@ def sign_artifacts(version: PluginVersion) -> int:
         CompiledArtifact.objects.filter(pk=artifact.pk).update(envelope=sign_statement(statement))
         signed += 1
     return signed
-
-
-def signed_artifacts(versions: Iterable[PluginVersion], engine_key: str) -> list[dict[str, str]]:
-    """The signed compiled statements of ``versions`` for one engine key, in version order."""
-    if not engine_key:
-        return []
-    ids = [version.pk for version in versions]
-    found = {
-        artifact.version_id: artifact.envelope
-        for artifact in CompiledArtifact.objects.filter(
-            version_id__in=ids,
-            engine_key=engine_key,
-            state=ArtifactState.READY,
-            envelope__isnull=False,
-        ).order_by("pk")
-    }
-    return [found[pk] for pk in ids if pk in found]

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from control_plane.builds.services import signed_artifacts
+from control_plane.builds.selectors import artifacts_for, signed_artifacts
 from control_plane.devices.models import Device, Tag
 from control_plane.plugins.models import Plugin, PluginVersion
 from control_plane.plugins.signing import load_signing_key
@@ -83,6 +83,7 @@ def refresh_desired_states(*, devices: Iterable[Device], push: bool = True) -> l
     if not ids:
         return []
     assignments = all_assignments()
+    signed = signed_artifacts({a.plugin_version_id for a in assignments})
     key = load_signing_key()
     changed = []
     locked = (
@@ -95,7 +96,7 @@ def refresh_desired_states(*, devices: Iterable[Device], push: bool = True) -> l
         tag_ids = {tag.pk for tag in device.tags.all()}
         versions = desired_versions(device, assignments, tag_ids)
         releases = [version.release_envelope for version in versions.values()]
-        compiled = signed_artifacts(versions.values(), device.engine_key)
+        compiled = artifacts_for(signed, [v.pk for v in versions.values()], device.engine_key)
         current = device.desired_statement
         if (
             current is not None

@@ -31,6 +31,8 @@ from fleet_common.wire.statements import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Offer = tuple[CompiledArtifact | str, dict[str, str]]
+"""A verified compiled statement with its envelope, or why it was refused."""
 
 REVERT_WINDOW_S = 300.0
 """A release that gets quarantined this soon after its install is reverted."""
@@ -68,8 +70,9 @@ class Installer:
         self._stop = stop
         self._installed_at: dict[str, float] = {}
         self._sequence = -1
-        self._offered: list[object] = []
-        """The compiled artifacts of the desired state being converged on (still signed)."""
+        self._offered: dict[str, list[Offer]] = {}
+        """Per plugin, the compiled artifacts of the desired state being converged on, each
+        verified once: the statement with its envelope, or why it was refused."""
         self.incomplete = False
         """Whether the last convergence left a download to retry."""
         self.converged: object = None
@@ -106,7 +109,7 @@ class Installer:
             self._conditions.clear_prefix("download ")
             self._conditions.clear_prefix("no artifact ")
             self._sequence = sequence
-        self._offered = desired.compiled
+        self._offered = self._verify_offers(desired.compiled)
         wanted: dict[str, Release] = {}
         unreadable: set[str] = set()
         for envelope in desired.releases:
@@ -228,19 +231,13 @@ class Installer:
         """
         engine_key = self._manager.artifacts.engine_key
         problems = []
-        for envelope in self._offered:
-            try:
-                compiled = CompiledArtifact.from_envelope(envelope, self._trusted)
-            except StatementError as exc:
-                if _plugin_of(envelope) == release.plugin:
-                    problems.append(f"refused a compiled artifact: {exc}")
-                continue
-            if compiled.plugin != release.plugin:
-                continue
-            problem = compiled.problem_for(release, engine_key)
-            if problem is None:
-                return compiled, dict(envelope)  # type: ignore[call-overload]
-            problems.append(f"refused a compiled artifact: {problem}")
+        for compiled, envelope in self._offered.get(release.plugin, []):
+            if isinstance(compiled, str):
+                problems.append(f"refused a compiled artifact: {compiled}")
+            elif (problem := compiled.problem_for(release, engine_key)) is not None:
+                problems.append(f"refused a compiled artifact: {problem}")
+            else:
+                return compiled, envelope
         why = "; ".join(problems) or "none came with the release"
         fallback = "compiling it here" if self._compile_locally else "waiting for one"
         detail = f"no compiled artifact for engine key {engine_key[:16]} ({why}); {fallback}"
@@ -248,6 +245,20 @@ class Installer:
         if self._conditions.report(key, detail):
             self._state.add_event(_event(release, EventKind.NO_ARTIFACT, detail))
         return None
+
+    def _verify_offers(self, envelopes: list[object]) -> dict[str, list[Offer]]:
+        offers: dict[str, list[Offer]] = {}
+        for envelope in envelopes:
+            signed = dict(envelope) if isinstance(envelope, dict) else {}
+            offer: Offer
+            try:
+                verified = CompiledArtifact.from_envelope(envelope, self._trusted)
+            except StatementError as exc:
+                offer, plugin = (str(exc), signed), _plugin_of(envelope)
+            else:
+                offer, plugin = (verified, signed), verified.plugin
+            offers.setdefault(plugin, []).append(offer)
+        return offers
 
     def _fetch_compiled(
         self,

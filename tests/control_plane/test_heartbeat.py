@@ -7,9 +7,11 @@ import time
 
 import pytest
 
+from control_plane.builds.models import CompiledArtifact
 from control_plane.devices.models import Device, DeviceEvent, Reading
 from control_plane.rollouts.choices import AssignmentTarget
 from control_plane.rollouts.services import create_assignment
+from fleet_common.compiler.settings import native_target
 
 pytestmark = pytest.mark.django_db
 
@@ -101,6 +103,25 @@ def test_a_heartbeat_answers_with_the_signed_desired_state(client, enroll, appro
     assert body["heartbeat_interval_s"] == 10
     assert body["desired"] == json.loads(device.desired_envelope)
     assert json.loads(body["desired"]["statement"])["sequence"] == 2
+
+
+def test_a_device_whose_engine_changes_gets_the_artifacts_for_its_new_key(client, enroll, approved):
+    """A host upgrade changes the engine key: the next answer carries the new key's code."""
+    device, token = enroll()  # enrolled without an engine: no artifacts
+    version = approved()
+    create_assignment(plugin_version=version, target=AssignmentTarget.ALL)
+    artifact = CompiledArtifact.objects.get(version=version)
+    engine = {"key": artifact.engine_key, "target": native_target(), "features": []}
+
+    before = json.loads(beat(client, token, report()).json()["desired"]["statement"])
+    after = json.loads(beat(client, token, report(engine=engine)).json()["desired"]["statement"])
+
+    assert before["compiled"] == []
+    assert after["sequence"] == before["sequence"] + 1
+    [compiled] = after["compiled"]
+    assert compiled == artifact.envelope
+    device.refresh_from_db()
+    assert (device.engine_key, device.engine_target) == (artifact.engine_key, native_target())
 
 
 def test_a_retried_heartbeat_stores_nothing_twice(client, enroll):
