@@ -102,9 +102,10 @@ class PluginManager:
                 raise
             with self._lock:
                 self._live.add(version)
+            # Counted before the swap: whoever sees the new version sees its load counted.
+            self._metrics.inc("plugin_loads_total", how=str(version.how))
             slot.swap(version)
             self._prune()
-        self._metrics.inc("plugin_loads_total", how=str(version.how))
         log.info(
             "%s is serving (sha256 %s, %s in %.0f ms)",
             manifest.label,
