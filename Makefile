@@ -28,7 +28,7 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest
-	scripts/with-postgres.sh $(PY) -m pytest tests/control_plane -p no:cacheprovider
+	scripts/with-postgres.sh $(PY) -m pytest control_plane -p no:cacheprovider
 
 contract: setup
 	$(PY) -m device_host.contract_generate

@@ -1,8 +1,19 @@
-"""Turning a ValidationError into sentences for people and devices alike."""
+"""The control plane's error root, and turning a ValidationError into sentences.
+
+Every error the control plane raises on purpose derives from `ControlPlaneError`, itself a
+`fleet_common.errors.FleetError`; invalid input from people stays Django's ValidationError,
+which forms and the admin already know how to show.
+"""
 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+
+from fleet_common.errors import FleetError
+
+
+class ControlPlaneError(FleetError):
+    """Root of every error the control plane raises on purpose."""
 
 
 def error_messages(exc: ValidationError) -> list[str]:

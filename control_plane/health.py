@@ -6,7 +6,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from control_plane.plugins.signing import SigningKeyError, signing_key_id
+from control_plane.signing import SigningKeyError, signing_key_id
 from fleet_common import __version__
 
 

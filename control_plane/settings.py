@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from control_plane.environment import Environment, parse_database_url
+
+# Admin and form classes are generic only in the stubs; this makes ``ModelAdmin[Device]`` run.
+django_stubs_ext.monkeypatch()
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from fleet_common.errors import FleetError
+from fleet_common.errors import FleetError, PluginLoadError
 
 
 class DeviceHostError(FleetError):
@@ -73,3 +73,7 @@ class BlockingCallForbidden(DeviceHostError):
     Epoch deadlines cannot interrupt a guest blocked in a host call, so blocking waits are
     refused outright; the call traps at once instead of stalling a worker.
     """
+
+
+class SelfCheckFailed(PluginLoadError):
+    """A version's own load-time check failed: it never serves, and its health says so."""

@@ -90,6 +90,7 @@ class DeviceHost:
                 self.plugins,
                 self.readings,
                 self.events,
+                self.samplers,
             )
         self.scheduler = TickScheduler(self.plugins, self.readings, self.metrics)
         self.events.subscribe(self._forget_removed_plugins)

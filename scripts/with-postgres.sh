@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a command against a throwaway PostgreSQL server on loopback:
-#   scripts/with-postgres.sh pytest tests/control_plane
+#   scripts/with-postgres.sh pytest control_plane
 # The server lives in a temporary directory, listens on 127.0.0.1 only, and is removed
 # afterwards. The command sees CONTROL_PLANE_TEST_DATABASE_URL.
 set -euo pipefail

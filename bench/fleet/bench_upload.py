@@ -3,7 +3,7 @@
 A control plane served with the production gunicorn settings (``gunicorn_timed.conf.py``)
 and its job worker (``manage.py qcluster``) on loopback. A logged-in admin session posts
 the built dashboard component (18 MB) and its manifest through the real upload form
-(``/admin/plugins/pluginversion/add/``, the fields tests/control_plane/test_admin.py
+(``/admin/plugins/pluginversion/add/``, the fields control_plane/plugins/tests/test_admin.py
 uses), ``--uploads`` times, each a new version. Meanwhile every 20 ms the sampler reads
 ``VmRSS``/``VmHWM`` of each gunicorn worker and of the job worker's process tree (its
 compile child included) from ``/proc``.

@@ -23,6 +23,24 @@ from fleet_common.compiler.settings import EngineSettings, SettingsError
 RECOMPILE_PERMISSION = "builds.change_compiledartifact"
 COMPILABLE = (VersionStatus.PENDING, VersionStatus.APPROVED)
 """Versions whose component is kept and checked: the only ones worth compiling again."""
+ARTIFACT_FIELDS = (
+    "version",
+    "device_class",
+    "state",
+    "error",
+    "engine_key",
+    "sha256",
+    "size_mib",
+    "compressed_size_mib",
+    "attempts",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "compile_seconds",
+    "peak_rss_mib",
+    "signature",
+)
+"""What an artifact's page shows, all of it read-only: the jobs write artifacts."""
 
 
 def short_key(engine_key: str) -> str:
@@ -36,7 +54,7 @@ def mib(size: int | None) -> str:
     return "" if size is None else f"{size / (1024 * 1024):.1f} MiB"
 
 
-class DeviceClassForm(forms.ModelForm):
+class DeviceClassForm(forms.ModelForm[DeviceClass]):
     """Features typed as flags separated by spaces or commas, checked as an engine would."""
 
     features = forms.CharField(
@@ -73,7 +91,7 @@ class DeviceClassForm(forms.ModelForm):
 
 
 @admin.register(DeviceClass)
-class DeviceClassAdmin(admin.ModelAdmin):
+class DeviceClassAdmin(admin.ModelAdmin[DeviceClass]):
     form = DeviceClassForm
     list_display = [
         "name",
@@ -119,7 +137,7 @@ class DeviceClassAdmin(admin.ModelAdmin):
         )
 
     def save_model(
-        self, request: HttpRequest, obj: DeviceClass, form: ModelForm, change: bool
+        self, request: HttpRequest, obj: DeviceClass, form: ModelForm[DeviceClass], change: bool
     ) -> None:
         """A new target or new features make new code: the class's engine key is then
         unknown until its next compile reports it."""
@@ -150,7 +168,7 @@ class DeviceClassAdmin(admin.ModelAdmin):
 
 
 @admin.register(CompiledArtifact)
-class CompiledArtifactAdmin(admin.ModelAdmin):
+class CompiledArtifactAdmin(admin.ModelAdmin[CompiledArtifact]):
     """Read-only: compiles are written by the jobs; a failed one can be queued again."""
 
     list_display = [
@@ -168,24 +186,8 @@ class CompiledArtifactAdmin(admin.ModelAdmin):
     list_select_related = ["version__plugin", "device_class"]
     search_fields = ["version__plugin__name", "version__version", "engine_key", "sha256"]
     actions = ["compile_again"]
-    fields = [
-        "version",
-        "device_class",
-        "state",
-        "error",
-        "engine_key",
-        "sha256",
-        "size_mib",
-        "compressed_size_mib",
-        "attempts",
-        "queued_at",
-        "started_at",
-        "finished_at",
-        "compile_seconds",
-        "peak_rss_mib",
-        "signature",
-    ]
-    readonly_fields = fields
+    fields = ARTIFACT_FIELDS
+    readonly_fields = ARTIFACT_FIELDS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # the check and the compile jobs create them

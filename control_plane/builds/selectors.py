@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from control_plane.builds.choices import ArtifactState
 from control_plane.builds.models import CompiledArtifact
@@ -23,7 +24,8 @@ def signed_artifacts(version_ids: Iterable[int]) -> SignedArtifacts:
         .order_by("pk")
         .values_list("version_id", "engine_key", "envelope")
     ):
-        found.setdefault((version_id, engine_key), envelope)
+        # Not null (filtered above), and shaped by the signer that stored it.
+        found.setdefault((version_id, engine_key), cast("dict[str, str]", envelope))
     return found
 
 

@@ -13,14 +13,13 @@ from django_q.tasks import async_task
 
 from control_plane.builds.choices import ArtifactState
 from control_plane.builds.models import CompiledArtifact, DeviceClass
+from control_plane.builds.signals import artifacts_signed
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import PluginVersion
-from control_plane.plugins.signing import sign_statement
-from control_plane.rollouts.services import refresh_desired_states_for_plugin
+from control_plane.signing import sign_compiled
 from fleet_common.compiler.run import Compiled
 from fleet_common.compiler.settings import native_target
 from fleet_common.footprint import Footprint
-from fleet_common.wire.statements import compiled_statement
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +126,8 @@ def record_compiled(
         artifact.peak_rss_mib,
     )
     version = artifact.version
-    if version.is_approved:
-        sign_artifacts(version)
-        refresh_desired_states_for_plugin(plugin=version.plugin)
+    if version.is_approved and sign_artifacts(version):
+        transaction.on_commit(lambda: artifacts_signed.send(sender=PluginVersion, version=version))
     return artifact
 
 
@@ -144,6 +142,8 @@ def sign_artifacts(version: PluginVersion) -> int:
     """Signs the compiled statement of each ready, unsigned artifact of an approved version."""
     if version.footprint is None:
         return 0  # checked before artifacts existed: nothing was compiled for it
+    if version.release_envelope is None:
+        return 0  # not approved: its artifacts are signed with its release
     release = json.loads(version.release_envelope["statement"])
     footprint = Footprint.from_json(version.footprint)
     signed = 0
@@ -156,9 +156,7 @@ def sign_artifacts(version: PluginVersion) -> int:
             "target": device_class.target,
             "features": device_class.features,
         }
-        statement = compiled_statement(
-            release, engine, artifact.sha256, artifact.size or 0, footprint
-        )
-        CompiledArtifact.objects.filter(pk=artifact.pk).update(envelope=sign_statement(statement))
+        envelope = sign_compiled(release, engine, artifact.sha256, artifact.size or 0, footprint)
+        CompiledArtifact.objects.filter(pk=artifact.pk).update(envelope=envelope)
         signed += 1
     return signed

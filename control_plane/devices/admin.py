@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from control_plane.admin_support import acting_user
 from control_plane.devices.choices import Connectivity
 from control_plane.devices.models import Device, DeviceEvent, EnrollmentToken, Tag
 from control_plane.devices.services import (
@@ -23,7 +24,7 @@ from control_plane.devices.services import (
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(admin.ModelAdmin[Tag]):
     list_display = ["name", "device_count"]
     search_fields = ["name"]
 
@@ -36,7 +37,7 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(admin.ModelAdmin[Device]):
     list_display = ["name", "state", "host_version", "tag_list", "last_seen", "desired_sequence"]
     list_filter = ["tags"]
     search_fields = ["name", "=id", "agent_url"]
@@ -103,7 +104,9 @@ class DeviceAdmin(admin.ModelAdmin):
         url = reverse("devices:device", args=[device.pk])
         return format_html('<a href="{}">{}</a>', url, url)
 
-    def save_model(self, request: HttpRequest, obj: Device, form: ModelForm, change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: Device, form: ModelForm[Device], change: bool
+    ) -> None:
         update_device(
             device=obj,
             name=form.cleaned_data["name"],
@@ -112,7 +115,7 @@ class DeviceAdmin(admin.ModelAdmin):
         )
 
     def save_related(
-        self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool
+        self, request: HttpRequest, form: ModelForm[Device], formsets: Any, change: bool
     ) -> None:
         """Tags were set by `update_device`, which also re-signs the desired state."""
 
@@ -125,7 +128,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(EnrollmentToken)
-class EnrollmentTokenAdmin(admin.ModelAdmin):
+class EnrollmentTokenAdmin(admin.ModelAdmin[EnrollmentToken]):
     list_display = ["label", "uses_left", "expires_at", "created_by", "created_at", "enrolled"]
     fields = ["label", "uses_left", "expires_at"]
     actions = ["revoke"]
@@ -141,13 +144,17 @@ class EnrollmentTokenAdmin(admin.ModelAdmin):
         return obj is None and super().has_change_permission(request, obj)
 
     def save_model(
-        self, request: HttpRequest, obj: EnrollmentToken, form: ModelForm, change: bool
+        self,
+        request: HttpRequest,
+        obj: EnrollmentToken,
+        form: ModelForm[EnrollmentToken],
+        change: bool,
     ) -> None:
         token, secret = create_enrollment_token(
             label=form.cleaned_data["label"],
             uses=form.cleaned_data["uses_left"],
             expires_at=form.cleaned_data["expires_at"],
-            created_by=request.user,
+            created_by=acting_user(request),
         )
         obj.pk, obj.token_hash, obj._state = token.pk, token.token_hash, token._state
         request._enrollment_secret = secret  # type: ignore[attr-defined]
@@ -177,7 +184,7 @@ class EnrollmentTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeviceEvent)
-class DeviceEventAdmin(admin.ModelAdmin):
+class DeviceEventAdmin(admin.ModelAdmin[DeviceEvent]):
     list_display = ["at", "device", "plugin", "version", "kind", "detail"]
     list_filter = ["kind"]
     search_fields = ["device__name", "plugin", "detail"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from control_plane.errors import ControlPlaneError
 
-class DeviceError(Exception):
+
+class DeviceError(ControlPlaneError):
     """Root of the devices app's errors."""
 
 

@@ -4,6 +4,10 @@ The ORM costs about 150 µs to build each query, several times what SQLite takes
 and heartbeats arrive by the thousand per second. The statements are built once per
 database from the models' own table and column names, and values go through the fields'
 own adapters, so the SQL stays in step with the models on SQLite and PostgreSQL alike.
+
+An idle device's heartbeat is one lookup and one UPDATE. Readings, events and log lines
+are one INSERT each; health counters (sent only for plugins that did something) are read,
+added to and written back in one upsert.
 """
 
 from __future__ import annotations
@@ -17,11 +21,39 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from control_plane.devices.models import Device, DeviceEvent, Reading
+from control_plane.devices.models import Device, DeviceEvent, LogLine, PluginHealth, Reading
+from fleet_common.wire.health import LogLine as LogLineReport
+from fleet_common.wire.health import PluginHealth as HealthReport
 from fleet_common.wire.heartbeat import EventReport, ReadingReport
 
 READING_COLUMNS = ("device", "source", "temperature_c", "humidity_pct", "taken_at")
 EVENT_COLUMNS = ("device", "at", "plugin", "version", "kind", "detail")
+LOG_COLUMNS = ("device", "at", "plugin", "stream", "level", "text")
+HEALTH_KEY = ("device", "plugin", "version")
+HEALTH_SUMS = (
+    "requests",
+    "errors",
+    "traps",
+    "deadline_hits",
+    "memory_cap_hits",
+    "fallbacks",
+    "ticks_failed",
+)
+HEALTH_LATEST = ("updated_at", "traps_by_kind", "self_check", "p50_ms", "p99_ms", "sensor_age_s")
+HEALTH_COLUMNS = (*HEALTH_KEY, "first_at", *HEALTH_SUMS, *HEALTH_LATEST)
+ALWAYS = ("last_seen", "host_version", "reported_plugins", "drifting", "failing")
+OPTIONAL = ("last_reading", "vitals")
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a heartbeat needs of its device row, read with its token's hash."""
+
+    id: Any
+    desired_envelope: str
+    engine_key: str
+    desired_versions: dict[str, str]
+    in_rollout: bool
 
 
 @dataclass(frozen=True)
@@ -29,93 +61,144 @@ class Statements:
     """SQL text for one database vendor, with ``%s`` placeholders."""
 
     lookup: str
-    update: str
-    update_with_reading: str
+    device_table: str
+    where_id: str
     insert_readings: str
-    reading_row: str
     insert_events: str
-    event_row: str
+    insert_logs: str
+    select_health: str
+    upsert_health: str
+
+
+def _quote(name: str) -> str:
+    return str(connection.ops.quote_name(name))
+
+
+def _table(model: Any) -> str:
+    return _quote(model._meta.db_table)
+
+
+def _column(model: Any, name: str) -> str:
+    return _quote(model._meta.get_field(name).column)
+
+
+def _row(count: int) -> str:
+    return "(" + ", ".join(["%s"] * count) + ")"
 
 
 @cache
 def statements(vendor: str) -> Statements:
     """Built lazily per vendor (``connection`` decides quoting)."""
-    quote = connection.ops.quote_name
-
-    def table(model: Any) -> str:
-        return str(quote(model._meta.db_table))
-
-    def column(model: Any, name: str) -> str:
-        return str(quote(model._meta.get_field(name).column))
-
-    device = table(Device)
-    assignments = [
-        f"{column(Device, name)} = %s" for name in ("last_seen", "host_version", "reported_plugins")
+    lookup_columns = ", ".join(
+        _column(Device, name)
+        for name in ("id", "desired_envelope", "engine_key", "desired_versions", "in_rollout")
+    )
+    health = _table(PluginHealth)
+    key = ", ".join(_column(PluginHealth, name) for name in HEALTH_KEY)
+    sums = [
+        f"{_column(PluginHealth, n)} = {health}.{_column(PluginHealth, n)} + "
+        f"excluded.{_column(PluginHealth, n)}"
+        for n in HEALTH_SUMS
     ]
-    where = f" WHERE {column(Device, 'id')} = %s"
-    reading_columns = ", ".join(column(Reading, name) for name in READING_COLUMNS)
-    event_columns = ", ".join(column(DeviceEvent, name) for name in EVENT_COLUMNS)
+    latest = []
+    for name in HEALTH_LATEST:  # a value the heartbeat lacks keeps the stored one
+        column = _column(PluginHealth, name)
+        new = f"NULLIF(excluded.{column}, '')" if name == "self_check" else f"excluded.{column}"
+        latest.append(f"{column} = COALESCE({new}, {health}.{column})")
     return Statements(
         lookup=(
-            f"SELECT {column(Device, 'id')}, {column(Device, 'desired_envelope')}, "
-            f"{column(Device, 'engine_key')} "
-            f"FROM {device} WHERE {column(Device, 'token_hash')} = %s"
+            f"SELECT {lookup_columns} FROM {_table(Device)} "
+            f"WHERE {_column(Device, 'token_hash')} = %s"
         ),
-        update=f"UPDATE {device} SET {', '.join(assignments)}{where}",
-        update_with_reading=(
-            f"UPDATE {device} SET {', '.join(assignments)}, "
-            f"{column(Device, 'last_reading')} = %s{where}"
+        device_table=_table(Device),
+        where_id=f" WHERE {_column(Device, 'id')} = %s",
+        insert_readings=_insert_prefix(Reading, READING_COLUMNS),
+        insert_events=_insert_prefix(DeviceEvent, EVENT_COLUMNS),
+        insert_logs=_insert_prefix(LogLine, LOG_COLUMNS),
+        select_health=(
+            f"SELECT {_column(PluginHealth, 'plugin')}, {_column(PluginHealth, 'version')}, "
+            f"{_column(PluginHealth, 'traps_by_kind')} FROM {health} "
+            f"WHERE {_column(PluginHealth, 'device')} = %s"
         ),
-        insert_readings=f"INSERT INTO {table(Reading)} ({reading_columns}) VALUES ",
-        reading_row="(" + ", ".join(["%s"] * len(READING_COLUMNS)) + ")",
-        insert_events=f"INSERT INTO {table(DeviceEvent)} ({event_columns}) VALUES ",
-        event_row="(" + ", ".join(["%s"] * len(EVENT_COLUMNS)) + ")",
+        upsert_health=(
+            _insert_prefix(PluginHealth, HEALTH_COLUMNS)
+            + "{rows}"
+            + f" ON CONFLICT ({key}) DO UPDATE SET {', '.join(sums + latest)}"
+        ),
     )
 
 
-def find_device(token_hash: str) -> tuple[Any, str, str] | None:
-    """The device's id (as the database returns it), cached desired envelope and engine key."""
+@cache
+def _update(vendor: str, optional: tuple[str, ...]) -> str:
+    sql = statements(vendor)
+    columns = ", ".join(f"{_column(Device, name)} = %s" for name in (*ALWAYS, *optional))
+    return f"UPDATE {sql.device_table} SET {columns}{sql.where_id}"
+
+
+def _insert_prefix(model: Any, columns: Sequence[str]) -> str:
+    names = ", ".join(_column(model, name) for name in columns)
+    return f"INSERT INTO {_table(model)} ({names}) VALUES "
+
+
+def find_device(token_hash: str) -> Found | None:
+    """The device row a heartbeat with this token's hash belongs to."""
     with connection.cursor() as cursor:
         cursor.execute(statements(connection.vendor).lookup, [token_hash])
         row = cursor.fetchone()
-    return None if row is None else (row[0], row[1], row[2])
+    if row is None:
+        return None
+    versions = Device._meta.get_field("desired_versions").from_db_value(row[3], None, connection)  # type: ignore[arg-type]
+    return Found(row[0], row[1], row[2], versions or {}, bool(row[4]))
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """The device row's new values, computed by the heartbeat service."""
+
+    seen_at: datetime
+    host_version: str
+    plugins: list[dict[str, Any]]
+    drifting: bool
+    failing: bool
+    last_reading: dict[str, Any] | None = None
+    vitals: dict[str, Any] | None = None
 
 
 def store_heartbeat(
     device_id: Any,
+    row: DeviceRow,
     *,
-    seen_at: datetime,
-    host_version: str,
-    plugins: list[dict[str, Any]],
-    last_reading: dict[str, Any] | None,
-    readings: Sequence[ReadingReport],
-    events: Sequence[EventReport],
+    readings: Sequence[ReadingReport] = (),
+    events: Sequence[EventReport] = (),
+    log_lines: Sequence[LogLineReport] = (),
+    health: Sequence[HealthReport] = (),
 ) -> None:
-    """One UPDATE of the device row, plus one INSERT each for new readings and events.
+    """One UPDATE of the device row, plus one INSERT each for what else the heartbeat carried.
 
-    Rows already stored (a heartbeat retried after a lost answer) are skipped.
+    Rows already stored (a heartbeat retried after a lost answer) are skipped; health
+    counters are deltas, so a device sends each once it is acknowledged.
     """
     sql = statements(connection.vendor)
-    moment = _datetime_adapter(connection)
-    values = [
-        moment(seen_at),
-        host_version,
-        _json(connection, Device, "reported_plugins", plugins),
+    moment = connection.ops.adapt_datetimefield_value
+    values: list[Any] = [
+        moment(row.seen_at),
+        row.host_version,
+        _json(connection, Device, "reported_plugins", row.plugins),
+        row.drifting,
+        row.failing,
     ]
-    if last_reading is None:
-        update, params = sql.update, [*values, device_id]
-    else:
-        last = _json(connection, Device, "last_reading", last_reading)
-        update, params = sql.update_with_reading, [*values, last, device_id]
-    if not readings and not events:
+    optional = tuple(name for name in OPTIONAL if getattr(row, name) is not None)
+    values += [_json(connection, Device, name, getattr(row, name)) for name in optional]
+    update = _update(connection.vendor, optional)
+    if not (readings or events or log_lines or health):
         with connection.cursor() as cursor:
-            cursor.execute(update, params)
+            cursor.execute(update, [*values, device_id])
         return
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(update, params)
+        cursor.execute(update, [*values, device_id])
         if readings:
             cursor.execute(
-                _insert(sql.insert_readings, sql.reading_row, len(readings)),
+                _insert(sql.insert_readings, len(READING_COLUMNS), len(readings)),
                 [
                     value
                     for r in readings
@@ -130,22 +213,100 @@ def store_heartbeat(
             )
         if events:
             cursor.execute(
-                _insert(sql.insert_events, sql.event_row, len(events)),
+                _insert(sql.insert_events, len(EVENT_COLUMNS), len(events)),
                 [
                     value
                     for e in events
                     for value in (device_id, moment(e.at), e.plugin, e.version, e.kind, e.detail)
                 ],
             )
+        if log_lines:
+            cursor.execute(
+                _insert(sql.insert_logs, len(LOG_COLUMNS), len(log_lines)),
+                [
+                    value
+                    for line in log_lines
+                    for value in (
+                        device_id,
+                        moment(line.at),
+                        line.plugin,
+                        line.stream,
+                        line.level,
+                        line.text,
+                    )
+                ],
+            )
+        if health:
+            _add_health(cursor, sql, device_id, moment(row.seen_at), health)
 
 
-def _insert(prefix: str, row: str, count: int) -> str:
+def _add_health(
+    cursor: Any, sql: Statements, device_id: Any, now: Any, health: Sequence[HealthReport]
+) -> None:
+    """Adds the counters to each version's sums; traps by kind are merged here, in Python."""
+    cursor.execute(sql.select_health, [device_id])
+    field = PluginHealth._meta.get_field("traps_by_kind")
+    kinds = {
+        (plugin, version): field.from_db_value(value, None, connection) or {}  # type: ignore[arg-type]
+        for plugin, version, value in cursor.fetchall()
+    }
+    merged: dict[tuple[str, str], HealthReport] = {}
+    for entry in health:  # one row per version, even if a device repeats one
+        key = (entry.plugin, entry.version)
+        merged[key] = _sum(merged[key], entry) if key in merged else entry
+    params: list[Any] = []
+    for (plugin, version), entry in merged.items():
+        by_kind = dict(kinds.get((plugin, version), {}))
+        for kind, count in entry.traps.items():
+            by_kind[kind] = by_kind.get(kind, 0) + count
+        trap_total = sum(entry.traps.values())
+        params += [
+            device_id,
+            plugin,
+            version,
+            now,
+            entry.requests,
+            entry.errors,
+            trap_total,
+            entry.deadline_hits,
+            entry.memory_cap_hits,
+            entry.fallbacks,
+            entry.ticks_failed,
+            now,
+            _json(connection, PluginHealth, "traps_by_kind", by_kind),
+            entry.self_check or "",
+            entry.p50_ms,
+            entry.p99_ms,
+            entry.sensor_age_s,
+        ]
+    rows = ", ".join([_row(len(HEALTH_COLUMNS))] * len(merged))
+    cursor.execute(sql.upsert_health.format(rows=rows), params)
+
+
+def _sum(a: HealthReport, b: HealthReport) -> HealthReport:
+    traps = dict(a.traps)
+    for kind, count in b.traps.items():
+        traps[kind] = traps.get(kind, 0) + count
+    return HealthReport(
+        plugin=a.plugin,
+        version=a.version,
+        requests=a.requests + b.requests,
+        errors=a.errors + b.errors,
+        traps=traps,
+        deadline_hits=a.deadline_hits + b.deadline_hits,
+        memory_cap_hits=a.memory_cap_hits + b.memory_cap_hits,
+        fallbacks=a.fallbacks + b.fallbacks,
+        ticks_failed=a.ticks_failed + b.ticks_failed,
+        self_check=b.self_check or a.self_check,
+        p50_ms=b.p50_ms if b.p50_ms is not None else a.p50_ms,
+        p99_ms=b.p99_ms if b.p99_ms is not None else a.p99_ms,
+        sensor_age_s=b.sensor_age_s if b.sensor_age_s is not None else a.sensor_age_s,
+    )
+
+
+def _insert(prefix: str, width: int, count: int) -> str:
     # ON CONFLICT DO NOTHING: SQLite 3.24+ and PostgreSQL 9.5+.
-    return prefix + ", ".join([row] * count) + " ON CONFLICT DO NOTHING"
-
-
-def _datetime_adapter(db: BaseDatabaseWrapper) -> Any:
-    return db.ops.adapt_datetimefield_value
+    return prefix + ", ".join([_row(width)] * count) + " ON CONFLICT DO NOTHING"
 
 
 def _json(db: BaseDatabaseWrapper, model: Any, field: str, value: object) -> Any:

@@ -104,9 +104,27 @@ class Device(models.Model):
         help_text="Work under way on the device (a host upgrade): downtime is expected.",
     )
     maintenance_since = models.DateTimeField(null=True, blank=True)
+    desired_versions = models.JSONField(
+        default=dict, blank=True, help_text="Plugin → version its desired state names."
+    )
+    drifting = models.BooleanField(
+        default=False, db_index=True, help_text="It does not run what its desired state names."
+    )
+    failing = models.BooleanField(
+        default=False, db_index=True, help_text="A plugin of its last heartbeat is not running."
+    )
+    in_rollout = models.BooleanField(
+        default=False,
+        help_text="A running rollout waits on its heartbeats (set by rollouts).",
+    )
+    vitals = models.JSONField(null=True, blank=True, help_text="IP, OS, uptime, memory, disk.")
 
     class Meta:
         ordering = ["name"]
+        indexes = [
+            models.Index(fields=["last_seen"], name="devices_device_last_seen"),
+            models.Index(fields=["name"], name="devices_device_name"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -177,6 +195,73 @@ class DeviceEvent(models.Model):
                 fields=["device", "at", "plugin", "kind"], name="devices_event_unique_report"
             )
         ]
+        indexes = [
+            # "Which devices failed version V", for rollouts and the version pages.
+            models.Index(fields=["plugin", "version", "kind"], name="devices_event_outcome")
+        ]
 
     def __str__(self) -> str:
         return f"{self.plugin} {self.version} {self.kind}"
+
+
+class PluginHealth(models.Model):
+    """What one plugin version did on one device, summed over its heartbeats.
+
+    Devices send counters since their last acknowledged heartbeat; they are added up here,
+    so a rollout compares what a version did since its wave started with a baseline.
+    """
+
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="health", db_index=False
+    )
+    plugin = models.CharField(max_length=64)
+    version = models.CharField(max_length=64)
+    first_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    requests = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    traps = models.PositiveBigIntegerField(default=0)
+    traps_by_kind = models.JSONField(default=dict)
+    deadline_hits = models.PositiveBigIntegerField(default=0)
+    memory_cap_hits = models.PositiveBigIntegerField(default=0)
+    fallbacks = models.PositiveBigIntegerField(default=0)
+    ticks_failed = models.PositiveBigIntegerField(default=0)
+    self_check = models.CharField(max_length=8, blank=True)
+    p50_ms = models.FloatField(null=True)
+    p99_ms = models.FloatField(null=True)
+    sensor_age_s = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["device", "plugin", "-updated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "plugin", "version"], name="devices_pluginhealth_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plugin} {self.version}: {self.traps} traps in {self.requests} requests"
+
+
+class LogLine(models.Model):
+    """A line a plugin wrote (stdout, stderr or ``log.write``), as its device reported it."""
+
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="log_lines", db_index=False
+    )
+    at = models.DateTimeField()
+    plugin = models.CharField(max_length=64)
+    stream = models.CharField(max_length=8)
+    level = models.CharField(max_length=8, blank=True)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "at", "plugin", "stream"], name="devices_logline_unique_report"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plugin} [{self.stream}] {self.text[:60]}"

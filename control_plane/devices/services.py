@@ -7,17 +7,29 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from control_plane.devices.choices import EventKind
 from control_plane.devices.exceptions import EnrollmentRefused, UnknownDeviceToken
-from control_plane.devices.heartbeat_store import find_device, store_heartbeat
-from control_plane.devices.models import Device, DeviceEvent, EnrollmentToken, Reading, Tag
+from control_plane.devices.heartbeat_store import DeviceRow, find_device, store_heartbeat
+from control_plane.devices.models import (
+    Device,
+    DeviceEvent,
+    EnrollmentToken,
+    LogLine,
+    Reading,
+    Tag,
+)
+from control_plane.devices.signals import (
+    device_enrolled,
+    device_retagged,
+    engine_changed,
+    heartbeat_recorded,
+)
 from control_plane.devices.tokens import hash_token, new_token
-from control_plane.rollouts.services import refresh_desired_states
 from fleet_common.wire.heartbeat import Heartbeat
 from fleet_common.wire.reports import EngineReport
 
@@ -30,7 +42,7 @@ def create_enrollment_token(
     label: str,
     uses: int = 1,
     expires_at: datetime | None = None,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
 ) -> tuple[EnrollmentToken, str]:
     """Creates a token good for ``uses`` enrollments; returns it and the secret, shown once."""
     secret = new_token()
@@ -66,8 +78,8 @@ def enroll_device(
 ) -> tuple[Device, str]:
     """Spends one use of the enrollment token on a new device; returns it and its token.
 
-    The device gets its first signed desired state at once (assignments to all devices
-    apply to it), so its first heartbeat converges. Raises `EnrollmentRefused` for an
+    The device gets its first signed desired state at once (`device_enrolled`: standing
+    assignments apply to it), so its first heartbeat converges. Raises `EnrollmentRefused` for an
     unknown, used-up or expired token and ValidationError for a bad name or agent URL.
     """
     token = (
@@ -96,8 +108,7 @@ def enroll_device(
         _set_engine(device, engine)
     device.full_clean()
     device.save()
-    # No push: the agent is still waiting for this answer; its first heartbeat converges.
-    refresh_desired_states(devices=[device], push=False)
+    device_enrolled.send(sender=Device, device=device)
     return device, secret
 
 
@@ -105,15 +116,16 @@ def record_heartbeat(*, device_token: str, heartbeat: Heartbeat) -> str:
     """Stores what a device reported; returns its cached signed desired state (JSON text).
 
     The hot path of the control plane: one indexed lookup, one UPDATE of the device row,
-    and one INSERT each for readings and events (a retried heartbeat stores nothing
-    twice), in plain SQL (see `heartbeat_store`). Raises `UnknownDeviceToken`.
+    and one INSERT each for readings, events and log lines, and one upsert of health
+    counters, in plain SQL (see `heartbeat_store`). Raises `UnknownDeviceToken`.
     """
     found = find_device(hash_token(device_token))
     if found is None:
         raise UnknownDeviceToken("unknown device token (was the device deleted? enroll it again)")
-    device_id, desired_envelope, engine_key = found
-    if heartbeat.engine is not None and heartbeat.engine.key != engine_key:
-        desired_envelope = _engine_changed(device_id, heartbeat.engine)
+    desired_envelope = found.desired_envelope
+    desired_versions = found.desired_versions
+    if heartbeat.engine is not None and heartbeat.engine.key != found.engine_key:
+        desired_envelope, desired_versions = _engine_changed(found.id, heartbeat.engine)
     last_reading = None
     if heartbeat.readings:
         newest = max(heartbeat.readings, key=lambda r: r.taken_at)
@@ -123,15 +135,29 @@ def record_heartbeat(*, device_token: str, heartbeat: Heartbeat) -> str:
             "humidity_pct": newest.humidity_pct,
             "taken_at": newest.taken_at.isoformat(),
         }
-    store_heartbeat(
-        device_id,
+    running = {plugin.name: plugin for plugin in heartbeat.plugins}
+    row = DeviceRow(
         seen_at=timezone.now(),
         host_version=heartbeat.host_version,
         plugins=[plugin.to_json() for plugin in heartbeat.plugins],
+        drifting=any(
+            name not in running or running[name].version != version
+            for name, version in desired_versions.items()
+        ),
+        failing=any(plugin.state not in (None, "running") for plugin in heartbeat.plugins),
         last_reading=last_reading,
+        vitals=None if heartbeat.vitals is None else heartbeat.vitals.to_json(),
+    )
+    store_heartbeat(
+        found.id,
+        row,
         readings=heartbeat.readings,
         events=heartbeat.events,
+        log_lines=heartbeat.log_tail,
+        health=heartbeat.health,
     )
+    if found.in_rollout:
+        heartbeat_recorded.send(sender=Device, device_id=found.id)
     return desired_envelope
 
 
@@ -142,15 +168,15 @@ def _set_engine(device: Device, engine: EngineReport) -> None:
 
 
 @transaction.atomic
-def _engine_changed(device_id: Any, engine: EngineReport) -> str:
+def _engine_changed(device_id: Any, engine: EngineReport) -> tuple[str, dict[str, str]]:
     """A device reports another engine (a host upgrade): its artifacts change with it."""
     device = Device.objects.select_for_update().get(pk=device_id)
     log.info("device %s now reports engine key %s (%s)", device, engine.key[:16], engine.target)
     _set_engine(device, engine)
     device.save(update_fields=["engine_key", "engine_target", "engine_features"])
-    refresh_desired_states(devices=[device], push=False)
-    device.refresh_from_db(fields=["desired_envelope"])
-    return device.desired_envelope
+    engine_changed.send(sender=Device, device=device)
+    device.refresh_from_db(fields=["desired_envelope", "desired_versions"])
+    return device.desired_envelope, device.desired_versions
 
 
 @transaction.atomic
@@ -163,17 +189,18 @@ def update_device(*, device: Device, name: str, agent_url: str, tags: Iterable[T
     wanted = {tag.pk for tag in tags}
     if wanted != set(device.tags.values_list("pk", flat=True)):
         device.tags.set(wanted)
-        refresh_desired_states(devices=[device])
+        device_retagged.send(sender=Device, device=device)
     return device
 
 
-def prune_history(*, before: datetime, batch: int = 10_000) -> tuple[int, int]:
-    """Deletes readings and events older than ``before``, in batches; returns the counts.
+def prune_history(*, before: datetime, batch: int = 10_000) -> tuple[int, int, int]:
+    """Deletes readings, events and log lines older than ``before``, in batches; returns
+    the counts.
 
     Batches keep each write transaction short, so heartbeats keep flowing meanwhile.
     """
     counts = []
-    for model, field in ((Reading, "taken_at"), (DeviceEvent, "at")):
+    for model, field in ((Reading, "taken_at"), (DeviceEvent, "at"), (LogLine, "at")):
         total = 0
         while True:
             ids = list(
@@ -185,7 +212,7 @@ def prune_history(*, before: datetime, batch: int = 10_000) -> tuple[int, int]:
                 break
             total += model.objects.filter(pk__in=ids).delete()[0]
         counts.append(total)
-    return counts[0], counts[1]
+    return counts[0], counts[1], counts[2]
 
 
 @transaction.atomic

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
-from control_plane.admin_support import RefusableAddMixin
+from control_plane.admin_support import RefusableAddMixin, acting_user
 from control_plane.builds.choices import ArtifactState
 from control_plane.builds.models import CompiledArtifact, DeviceClass
 from control_plane.devices.choices import EventKind
@@ -24,12 +24,13 @@ from control_plane.plugins.capabilities import capability_diff
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.forms import PluginVersionUploadForm
 from control_plane.plugins.models import Plugin, PluginVersion
+from control_plane.plugins.selectors import version_outcome
 from control_plane.plugins.services import (
     approve_plugin_version,
     reject_plugin_version,
     upload_plugin_version,
 )
-from control_plane.plugins.signing import SigningKeyError
+from control_plane.signing import SigningKeyError
 
 APPROVE_PERMISSION = "plugins.approve_pluginversion"
 MISSING_ARTIFACT_EVENTS = 20
@@ -53,7 +54,7 @@ def _bullets(items: list[str], empty: str = "none") -> str:
 
 
 @admin.register(Plugin)
-class PluginAdmin(admin.ModelAdmin):
+class PluginAdmin(admin.ModelAdmin[Plugin]):
     list_display = ["name", "version_count", "created_at"]
     search_fields = ["name"]
     readonly_fields = ["name", "created_at"]
@@ -70,7 +71,7 @@ class PluginAdmin(admin.ModelAdmin):
 
 
 @admin.register(PluginVersion)
-class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
+class PluginVersionAdmin(RefusableAddMixin[PluginVersion]):
     list_display = [
         "__str__",
         "world",
@@ -88,6 +89,7 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
     change_form_template = "admin/plugins/pluginversion/change_form.html"
     review_fieldsets = [
         (None, {"fields": ["plugin", "version", "world", "status_text", "serial"]}),
+        ("On devices", {"fields": ["outcome", "rollouts"]}),
         ("What it may touch", {"fields": ["grants", "interfaces", "exports", "changes"]}),
         ("Artifact", {"fields": ["sha256", "size", "compressed_size", "manifest_json"]}),
         ("Compiled artifacts", {"fields": ["compiled_artifacts", "devices_without_artifact"]}),
@@ -108,10 +110,16 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
 
     # --- upload -----------------------------------------------------------------------
 
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> type[ModelForm]:
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: PluginVersion | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type[ModelForm[PluginVersion]]:
         if obj is None:
             kwargs["form"] = self.add_form
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
@@ -135,7 +143,10 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
             # component takes a second or more, and SQLite's IMMEDIATE transaction would
             # hold the write lock (and every heartbeat) meanwhile. The upload service makes
             # its own atomic write and queues the check once that is committed.
-            return self._changeform_view(request, object_id, form_url, extra_context)
+            response: HttpResponse = self._changeform_view(  # type: ignore[attr-defined]
+                request, object_id, form_url, extra_context
+            )
+            return response
         if object_id is not None:
             extra_context = {
                 **(extra_context or {}),
@@ -147,13 +158,13 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(
-        self, request: HttpRequest, obj: PluginVersion, form: ModelForm, change: bool
+        self, request: HttpRequest, obj: PluginVersion, form: ModelForm[PluginVersion], change: bool
     ) -> None:
         """Uploads through the service; a refusal becomes a message and nothing is saved."""
         try:
             version = upload_plugin_version(
                 **form.upload_arguments(),  # type: ignore[attr-defined]
-                uploaded_by=request.user,
+                uploaded_by=acting_user(request),
             )
         except ValidationError as exc:
             for message in error_messages(exc):
@@ -191,7 +202,7 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
     def approve(self, request: HttpRequest, queryset: QuerySet[PluginVersion]) -> None:
         for version in queryset.select_related("plugin"):
             try:
-                approved = approve_plugin_version(version=version, approved_by=request.user)
+                approved = approve_plugin_version(version=version, approved_by=acting_user(request))
             except ValidationError as exc:
                 self.message_user(request, _approval_refusal(version, exc), messages.ERROR)
             except SigningKeyError as exc:
@@ -204,7 +215,7 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
     def reject(self, request: HttpRequest, queryset: QuerySet[PluginVersion]) -> None:
         for version in queryset.select_related("plugin"):
             try:
-                rejected = reject_plugin_version(version=version, rejected_by=request.user)
+                rejected = reject_plugin_version(version=version, rejected_by=acting_user(request))
             except ValidationError as exc:
                 self.message_user(request, " ".join(error_messages(exc)), messages.ERROR)
             else:
@@ -271,6 +282,54 @@ class PluginVersionAdmin(RefusableAddMixin, admin.ModelAdmin):
                 )
                 for event in events
             ),
+        )
+
+    @admin.display(description="what devices report")
+    def outcome(self, version: PluginVersion) -> str:
+        """The version's real outcome: devices that ran it, and how its installs ended."""
+        outcome = version_outcome(version)
+        if not outcome.reported:
+            return format_html('<span class="quiet">{}</span>', "no device has reported it yet")
+        parts = [(str(outcome.ran), "ran it")] + [
+            (str(count), kind) for kind, count in outcome.devices_by_kind.items()
+        ]
+        link = reverse("devices:version", args=[version.plugin.name, version.version])
+        return format_html(
+            '{} · <a href="{}">which devices</a>',
+            format_html_join(" · ", "{} {}", parts),
+            link,
+        )
+
+    @admin.display(description="rollouts")
+    def rollouts(self, version: PluginVersion) -> str:
+        """Its rollouts, or, once approved, the way to start one: approval ships nothing."""
+        started = list(version.rollouts.order_by("-created_at")[:10])
+        start = ""
+        if version.status == VersionStatus.APPROVED:
+            start = format_html(
+                '<a class="button" href="{}?version={}">Start a rollout</a>',
+                reverse("admin:rollouts_rollout_add"),
+                version.pk,
+            )
+        if not started:
+            quiet = format_html(
+                '<span class="quiet">{}</span>',
+                "none yet: approved versions reach devices only through a rollout"
+                if version.status == VersionStatus.APPROVED
+                else "none",
+            )
+            return format_html("{} {}", quiet, start)
+        return format_html(
+            "{}{}",
+            format_html_join(
+                "",
+                '<div><a href="{}">{}</a>: {}</div>',
+                (
+                    (reverse("rollouts:detail", args=[r.pk]), str(r), r.get_status_display())
+                    for r in started
+                ),
+            ),
+            start,
         )
 
     @admin.display(description="size")
@@ -379,4 +438,4 @@ def _approval_done(version: PluginVersion) -> str:
         message += f", with its compiled artifacts for {', '.join(signed)}"
     if later:
         message += f"; those for {', '.join(later)} are signed when their compile finished"
-    return message + "."
+    return message + ". Nothing ships until you start a rollout of it (on its page)."

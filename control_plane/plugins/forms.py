@@ -8,10 +8,11 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from control_plane.plugins.models import PluginVersion
-from control_plane.plugins.uploads import MAX_COMPONENT_BYTES, MAX_MANIFEST_BYTES
+from control_plane.plugins.uploads import MAX_MANIFEST_BYTES
+from fleet_common.components import MAX_COMPONENT_BYTES
 
 
-class PluginVersionUploadForm(forms.ModelForm):
+class PluginVersionUploadForm(forms.ModelForm[PluginVersion]):
     """Checks only the shape of the upload; the upload service validates the contents."""
 
     component = forms.FileField(
@@ -30,7 +31,8 @@ class PluginVersionUploadForm(forms.ModelForm):
         fields: list[str] = []
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         component, manifest, bundle = (
             data.get(k) for k in ("component", "manifest_file", "bundle")
         )

@@ -85,3 +85,30 @@ class PluginVersion(models.Model):
     @property
     def is_approved(self) -> bool:
         return self.status == VersionStatus.APPROVED
+
+
+class Release(models.Model):
+    """A signed promise that devices may run ``version`` under ``serial``.
+
+    Approval issues a version's first release. Rolling back issues another release of
+    an older version under a new, higher serial: devices never accept a lower serial than
+    one they installed (rollback protection), so going back is always a step forward.
+    """
+
+    plugin = models.ForeignKey(Plugin, on_delete=models.PROTECT, related_name="releases")
+    version = models.ForeignKey(PluginVersion, on_delete=models.PROTECT, related_name="releases")
+    serial = models.PositiveIntegerField()
+    envelope = models.JSONField(help_text="The signed release statement's envelope.")
+    reason = models.CharField(max_length=200, help_text="Why it was issued.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["plugin__name", "-serial"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plugin", "serial"], name="plugins_release_unique_serial"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} (serial {self.serial})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.db.models import Max
@@ -22,17 +22,16 @@ from control_plane.plugins.artifacts import (
 from control_plane.plugins.capabilities import derive_capabilities
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.components import ComponentSurface
-from control_plane.plugins.models import Plugin, PluginVersion
-from control_plane.plugins.signing import sign_statement
+from control_plane.plugins.models import Plugin, PluginVersion, Release
+from control_plane.plugins.signals import version_approved
 from control_plane.plugins.uploads import read_upload
-from control_plane.rollouts.services import refresh_desired_states_for_plugin
+from control_plane.signing import sign_release
 from fleet_common.compiler.validate import Validated
 from fleet_common.contract.check import COMPONENT_MAGIC, magic_problem
 from fleet_common.footprint import Footprint, FootprintError, read_footprint
 from fleet_common.limits import budget_problem
 from fleet_common.manifest import Manifest, parse_manifest
 from fleet_common.versions import version_key
-from fleet_common.wire.statements import release_statement
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def upload_plugin_version(
     component: bytes | None = None,
     manifest_text: str | None = None,
     bundle: bytes | None = None,
-    uploaded_by: AbstractBaseUser | None = None,
+    uploaded_by: User | None = None,
 ) -> PluginVersion:
     """Stores an uploaded version and queues its check; returns it at once, being checked.
 
@@ -154,7 +153,7 @@ def _save_version(
     compressed_size: int,
     sha256: str,
     footprint: Footprint,
-    uploaded_by: AbstractBaseUser | None,
+    uploaded_by: User | None,
 ) -> PluginVersion:
     plugin, _ = Plugin.objects.get_or_create(name=manifest.name)
     Plugin.objects.select_for_update().filter(pk=plugin.pk).get()
@@ -214,28 +213,21 @@ def _remove_unreferenced(sha256: str) -> None:
 
 
 @transaction.atomic
-def approve_plugin_version(
-    *, version: PluginVersion, approved_by: AbstractBaseUser | None
-) -> PluginVersion:
-    """Gives a pending version the plugin's next serial and signs its release statement.
+def approve_plugin_version(*, version: PluginVersion, approved_by: User | None) -> PluginVersion:
+    """Issues a pending version's first release, under the plugin's next serial.
 
-    Devices whose assignments involve the plugin get their desired state recomputed.
+    Its compiled artifacts are signed with it. Approval ships nothing: a rollout does.
     Raises ValidationError for a version that is not pending or whose artifact is missing,
     and `SigningKeyError` when there is no signing key.
     """
-    Plugin.objects.select_for_update().filter(pk=version.plugin_id).get()
     version = PluginVersion.objects.select_related("plugin").get(pk=version.pk)
     if version.status != VersionStatus.PENDING:
         raise ValidationError(f"{version} is {version.get_status_display()}, not pending review")
     if not artifact_path(version.sha256).is_file():
         raise ValidationError(f"{version}: its artifact {version.sha256[:12]} is missing")
-    highest = PluginVersion.objects.filter(plugin_id=version.plugin_id).aggregate(
-        highest=Max("serial")
-    )["highest"]
-    version.serial = (highest or 0) + 1
-    version.release_envelope = sign_statement(
-        release_statement(version.manifest, version.serial, version.sha256, version.size)
-    )
+    release = issue_release(version=version, reason="approved", allow_pending=True)
+    version.serial = release.serial
+    version.release_envelope = release.envelope
     version.status = VersionStatus.APPROVED
     version.reviewed_by = approved_by
     version.reviewed_at = timezone.now()
@@ -245,12 +237,46 @@ def approve_plugin_version(
     log.info(
         "approved %s as serial %d (%d compiled artifacts signed)", version, version.serial, signed
     )
-    refresh_desired_states_for_plugin(plugin=version.plugin)
+    transaction.on_commit(lambda: version_approved.send(sender=PluginVersion, version=version))
     return version
 
 
+@transaction.atomic
+def issue_release(*, version: PluginVersion, reason: str, allow_pending: bool = False) -> Release:
+    """Signs ``version`` under its plugin's next serial: approval, or going back to it.
+
+    The plugin row is locked, so two releases never get one serial. Raises ValidationError
+    for a version that is not approved (unless it is being approved now).
+    """
+    Plugin.objects.select_for_update().filter(pk=version.plugin_id).get()
+    allowed = (
+        (VersionStatus.APPROVED, VersionStatus.PENDING)
+        if allow_pending
+        else (VersionStatus.APPROVED,)
+    )
+    if version.status not in allowed:
+        raise ValidationError(
+            f"{version} is {version.get_status_display()}; only approved code ships"
+        )
+    highest = Release.objects.filter(plugin_id=version.plugin_id).aggregate(highest=Max("serial"))[
+        "highest"
+    ]
+    serial = (highest or 0) + 1
+    release = Release(
+        plugin_id=version.plugin_id,
+        version=version,
+        serial=serial,
+        envelope=sign_release(version.manifest, serial, version.sha256, version.size),
+        reason=reason[:200],
+    )
+    release.full_clean()
+    release.save()
+    log.info("issued %s: %s", release, reason)
+    return release
+
+
 def reject_plugin_version(
-    *, version: PluginVersion, rejected_by: AbstractBaseUser | None, reason: str = ""
+    *, version: PluginVersion, rejected_by: User | None, reason: str = ""
 ) -> PluginVersion:
     """Refuses a pending version; its artifact goes unless another live version shares it."""
     with artifact_lock(), transaction.atomic():

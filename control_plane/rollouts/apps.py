@@ -5,3 +5,8 @@ class RolloutsConfig(AppConfig):
     name = "control_plane.rollouts"
     label = "rollouts"
     verbose_name = "Rollouts"
+
+    def ready(self) -> None:
+        from control_plane.rollouts.receivers import connect
+
+        connect()

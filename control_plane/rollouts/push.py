@@ -51,7 +51,7 @@ def deliver(push: Push) -> bool:
     )
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            status = response.status
+            status: int = response.status
     except urllib.error.HTTPError as exc:
         detail = exc.read(500).decode(errors="replace")
         log.warning("device %s refused its desired state (%s): %s", push.device, exc.code, detail)

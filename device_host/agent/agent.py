@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,11 +14,13 @@ from typing import Any, TypeVar
 from device_host.agent.artifacts import ArtifactStore
 from device_host.agent.conditions import Conditions
 from device_host.agent.control_plane import ControlPlaneClient, ControlPlaneError
+from device_host.agent.health_report import HealthReporter
 from device_host.agent.installer import Installer
 from device_host.agent.state import AgentState
 from device_host.agent.supervisor import Supervisor
 from device_host.agent.trust import load_trusted_keys
 from device_host.config import AgentConfig
+from device_host.hardware import Dht22Sampler
 from device_host.plugins.events import EventLog, PluginEvent
 from device_host.plugins.manager import PluginManager
 from device_host.readings import ReadingHistory
@@ -61,6 +63,7 @@ class DeviceAgent:
         manager: PluginManager,
         readings: ReadingHistory,
         events: EventLog,
+        samplers: Mapping[int, Dht22Sampler] | None = None,
     ) -> None:
         self._config = config
         self._host_version = host_version
@@ -81,6 +84,7 @@ class DeviceAgent:
         )
         manager.keep_referenced_by(self.installer.referenced_sha256s)
         self._client = ControlPlaneClient(config.control_plane_url, self.state.data.device_token)
+        self._health = HealthReporter(manager, samplers or {}, state_dir, config.control_plane_url)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._accepted_sequence = self.state.data.desired_sequence
@@ -224,12 +228,16 @@ class DeviceAgent:
         backlog = list(self.state.data.backlog)
         readings = self._new_readings()
         slots = self._manager.slots()
+        health = self._health.pending()
         report = Heartbeat(
             host_version=self._host_version,
             engine=self._manager.engine_report(),
             plugins=tuple(_wire(PluginReport.parse, [s.to_json() for s in slots], "a plugin")),
             readings=tuple(_wire(ReadingReport.parse, readings, "a reading")),
             events=tuple(_wire(EventReport.parse, backlog, "a backlog event")),
+            health=health.health,
+            vitals=health.vitals,
+            log_tail=health.log_tail,
         ).to_json()
         try:
             answer = self._client.heartbeat(report)
@@ -238,6 +246,7 @@ class DeviceAgent:
             return False
         self.conditions.clear("heartbeat")
         self.state.acknowledge(len(backlog))
+        self._health.acknowledge(health)
         newest = max((float(r["taken_at"]) for r in readings), default=0.0)  # type: ignore[arg-type]
         self._readings_since = max(self._readings_since, newest)
         self.last_heartbeat_ok = now

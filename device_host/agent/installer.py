@@ -156,9 +156,11 @@ class Installer:
             if serving is not None and serving.sha256 == self._last_good_sha256(plugin):
                 del self._installed_at[plugin]
                 self._record_revert(plugin, serving.manifest.version, "the host went back")
-            elif slot is not None and slot.state() is PluginState.QUARANTINED:
+            elif (
+                serving is not None and slot is not None and slot.state() is PluginState.QUARANTINED
+            ):
                 del self._installed_at[plugin]
-                self._revert(plugin, client)
+                self._revert(plugin, client, failed=serving.manifest.version)
 
     def referenced_sha256s(self) -> set[str]:
         """Artifacts a revert or a restore may load: accepted releases and the last good ones."""
@@ -310,7 +312,8 @@ class Installer:
             self._conditions.clear(key)
             return path
 
-    def _revert(self, plugin: str, client: ControlPlaneClient | None) -> None:
+    def _revert(self, plugin: str, client: ControlPlaneClient | None, failed: str) -> None:
+        """Installs ``plugin``'s last good release in place of the ``failed`` version."""
         with self._state as data:
             good, bad = data.last_good.get(plugin), data.releases.get(plugin)
         if good is None or bad is None:
@@ -324,10 +327,17 @@ class Installer:
         except (StatementError, DownloadFailed, PluginLoadError, OSError) as exc:
             self._refuse(plugin, "-", f"cannot revert to the last good release: {exc}")
             return
-        self._record_revert(plugin, release.version, "reverted", emit=True)
+        self._record_revert(plugin, release.version, "reverted", failed=failed)
 
-    def _record_revert(self, plugin: str, version: str, how: str, *, emit: bool = False) -> None:
-        """Holds the reverted release back until a newer desired state asks for it again."""
+    def _record_revert(
+        self, plugin: str, version: str, how: str, *, failed: str | None = None
+    ) -> None:
+        """Holds the reverted release back until a newer desired state asks for it again.
+
+        With the ``failed`` version it also reports a REVERTED event naming that version (the
+        control plane counts failures per version); the detail names ``version``, now serving.
+        Without, the slot already reported going back by itself.
+        """
         with self._state as data:
             good, bad = data.last_good.get(plugin), data.releases.get(plugin)
             sequence = data.desired_sequence
@@ -339,8 +349,8 @@ class Installer:
             f"serial {bad.serial} kept trapping after install ({how}); back on {version} "
             f"until a newer desired state than {sequence} asks for serial {bad.serial} again"
         )
-        if emit:
-            self._manager.events.add(plugin, version, EventKind.REVERTED, detail)
+        if failed is not None:
+            self._manager.events.add(plugin, failed, EventKind.REVERTED, detail)
         log.warning("reverted %s: %s", plugin, detail)
 
     def _hold(self, release: Release, sequence: int, why: str) -> None:

@@ -29,6 +29,11 @@ RETRY_SAFE_METHODS = frozenset({"GET", "HEAD"})
 """Requests a plugin version in probation may hand to its predecessor if it traps."""
 
 
+def _failed_page(reply: HttpResponse) -> bool:
+    """A 5xx, or a status the host will not send (it answers 502 instead), is a failure."""
+    return not 200 <= reply.status < 500
+
+
 class DashboardRoutes:
     def __init__(self, host: DeviceHost) -> None:
         self._host = host
@@ -85,7 +90,9 @@ class DashboardRoutes:
             return version.respond(plugin_request, self._demo_reading)
 
         try:
-            submitted = slot.submit(work, retry_safe=request.method in RETRY_SAFE_METHODS)
+            submitted = slot.submit(
+                work, retry_safe=request.method in RETRY_SAFE_METHODS, failed=_failed_page
+            )
             reply = await asyncio.wrap_future(submitted)
         except PluginUnavailable as exc:
             return error_page(503, "Plugin unavailable", str(exc))

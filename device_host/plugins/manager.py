@@ -8,8 +8,11 @@ import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from device_host.errors import SelfCheckFailed
+from device_host.log_tail import LogTail
 from device_host.metrics import Metrics
 from device_host.plugins.events import EventLog
+from device_host.plugins.health import HealthLedger
 from device_host.plugins.quarantine import QuarantinePolicy
 from device_host.plugins.slot import DEFAULT_QUEUE_LIMIT, PluginSlot
 from device_host.runtime import (
@@ -54,6 +57,10 @@ class PluginManager:
         self._queue_limit = queue_limit
         self._policy = policy
         self.events = events
+        self.health = HealthLedger()
+        """Every slot's per-version counters, for the agent's heartbeats."""
+        self.log_tail = LogTail()
+        """Every plugin's recent output, for the agent's heartbeats."""
         self._metrics = metrics
         self._prune_compiled = prune_compiled
         self._slots: dict[str, PluginSlot] = {}
@@ -98,6 +105,8 @@ class PluginManager:
                 )
             except PluginLoadError as exc:
                 log.error("refused %s: %s", manifest.label, exc.reason)
+                if isinstance(exc, SelfCheckFailed):
+                    self.health.self_check_failed(manifest.name, manifest.version)
                 slot.refuse(manifest.version, exc.reason)
                 raise
             with self._lock:
@@ -153,7 +162,9 @@ class PluginManager:
         with self._lock:
             slot = self._slots.get(name)
             if slot is None:
-                slot = PluginSlot(name, self._policy, self.events, self._metrics, self._queue_limit)
+                slot = PluginSlot(
+                    name, self._policy, self.events, self._metrics, self._queue_limit, self.health
+                )
                 self._slots[name] = slot
             return slot
 
@@ -200,7 +211,10 @@ class PluginManager:
 
     def _guest_log(self, name: str) -> GuestLog:
         with self._lock:
-            return self._guest_logs.setdefault(name, GuestLog(name))
+            guest_log = self._guest_logs.get(name)
+            if guest_log is None:
+                guest_log = self._guest_logs[name] = GuestLog(name, self.log_tail)
+            return guest_log
 
 
 def _serving(slot: PluginSlot, manifest: Manifest, source: Path | Delivered) -> bool:

@@ -74,7 +74,7 @@ class TickScheduler:
 
     def _run_one(self, slot: PluginSlot) -> None:
         try:
-            slot.report_outcome(slot.call(self._work))
+            slot.report_outcome(slot.call(self._work, failed=_reported_error, tick=True))
         except PluginUnavailable:
             pass
         except PluginTrap as trap:
@@ -106,6 +106,11 @@ class TickScheduler:
                 )
                 self._refusals.warning(name, str(refused))
         return outcome.error
+
+
+def _reported_error(error: str | None) -> bool:
+    """A tick that returned an error failed, though nothing trapped."""
+    return error is not None
 
 
 def _lower_priority() -> None:

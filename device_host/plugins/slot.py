@@ -20,6 +20,7 @@ from typing import TypeVar
 from device_host.errors import PluginBusy, PluginTrap, PluginUnavailable, VersionRetired
 from device_host.metrics import Metrics
 from device_host.plugins.events import EventLog
+from device_host.plugins.health import HealthLedger
 from device_host.plugins.quarantine import Quarantine, QuarantinePolicy
 from device_host.runtime import LoadedVersion
 from fleet_common.wire.events import EventKind
@@ -29,6 +30,11 @@ T = TypeVar("T")
 SWAP_RETRIES = 3
 DEFAULT_QUEUE_LIMIT = 128
 """Requests that may wait for a plugin's instances before it answers 503 at once."""
+
+
+def _never_failed(_result: object) -> bool:
+    """The default judgement of a call's result: only a trap (or an exception) is a failure."""
+    return False
 
 
 class PluginState(StrEnum):
@@ -54,6 +60,7 @@ class PluginSlot:
         events: EventLog,
         metrics: Metrics,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        health: HealthLedger | None = None,
     ) -> None:
         self.name = name
         self._queue_limit = queue_limit
@@ -65,6 +72,7 @@ class PluginSlot:
         self._quarantine = Quarantine(policy)
         self._events = events
         self._metrics = metrics
+        self._health = health or HealthLedger()
         self._executor: ThreadPoolExecutor | None = None
         self._queued = 0
         self.traps: Counter[str] = Counter()
@@ -91,6 +99,7 @@ class PluginSlot:
             old.demote()
         if stale is not None:
             stale.retire()
+        self._health.serving(self.name, new.manifest.version, new.self_check)
         self._events.add(self.name, new.manifest.version, EventKind.INSTALLED, _origin(new))
         return old
 
@@ -132,11 +141,18 @@ class PluginSlot:
         if old is not None:
             self._events.add(self.name, old.manifest.version, EventKind.REMOVED)
 
-    def submit(self, work: Callable[[LoadedVersion], T], *, retry_safe: bool) -> Future[T]:
+    def submit(
+        self,
+        work: Callable[[LoadedVersion], T],
+        *,
+        retry_safe: bool,
+        failed: Callable[[T], bool] = _never_failed,
+    ) -> Future[T]:
         """Queues a request on this plugin's own threads; raises `PluginBusy` when full.
 
         The check happens before anything is queued, so a flood against one plugin is
-        turned away at once instead of holding threads other plugins need.
+        turned away at once instead of holding threads other plugins need. ``failed`` is
+        passed to `call`.
         """
         with self._lock:
             version = self._version
@@ -154,45 +170,83 @@ class PluginSlot:
             self._queued += 1
             executor = self._executor
         try:
-            future = executor.submit(self.call, work, retry_safe=retry_safe)
+            future = executor.submit(self.call, work, retry_safe=retry_safe, failed=failed)
         except RuntimeError:
             self._dequeue()
             raise PluginUnavailable(f"plugin {self.name} was removed") from None
         future.add_done_callback(lambda _future: self._dequeue())
         return future
 
-    def call(self, work: Callable[[LoadedVersion], T], *, retry_safe: bool = False) -> T:
+    def call(
+        self,
+        work: Callable[[LoadedVersion], T],
+        *,
+        retry_safe: bool = False,
+        failed: Callable[[T], bool] = _never_failed,
+        tick: bool = False,
+    ) -> T:
         """Runs ``work`` on the serving version, recording latency, traps and quarantine.
 
         A ``retry_safe`` call that traps on a version in probation is run again on the
-        previous version, and its caller never sees the trap.
+        previous version, and its caller never sees the trap. Each run is counted in the
+        health of the version that ran it; ``failed`` says whether a result that is not a
+        trap is a failure all the same (a 5xx page, a tick's error), and ``tick`` marks a
+        periodic call.
         """
         for _attempt in range(SWAP_RETRIES):
             version, fallback = self._pick()
-            started = time.monotonic()
             try:
-                return work(version)
+                return self._run(version, work, failed, tick)
             except VersionRetired:
                 continue  # swapped while waiting for an instance: the new version takes it
-            except PluginTrap as trap:
-                self._record_trap(version, trap)
+            except PluginTrap:
                 if not retry_safe or fallback is None:
                     raise
-            finally:
-                self._metrics.observe(
-                    "plugin_call_seconds", time.monotonic() - started, plugin=self.name
-                )
             self._metrics.inc("plugin_fallbacks_total", plugin=self.name)
+            self._health.fallback(self.name, version.manifest.version)
             with self._lock:
                 self.fallbacks += 1
             try:
-                return work(fallback)
+                return self._run(fallback, work, failed, tick)
             except VersionRetired:
                 continue
-            except PluginTrap as trap:
-                self._record_trap(fallback, trap)
-                raise
         raise PluginUnavailable(f"plugin {self.name} is being swapped too often to serve")
+
+    def _run(
+        self,
+        version: LoadedVersion,
+        work: Callable[[LoadedVersion], T],
+        failed: Callable[[T], bool],
+        tick: bool,
+    ) -> T:
+        """One run of ``work`` on ``version``, timed, its trap recorded, its outcome counted."""
+        started = time.monotonic()
+        trap: PluginTrap | None = None
+        bad, ran = True, True
+        try:
+            result = work(version)
+            bad = failed(result)
+            return result
+        except VersionRetired:
+            ran = False  # it got no instance: the caller retries on the version that replaced it
+            raise
+        except PluginTrap as exc:
+            trap = exc
+            self._record_trap(version, exc)
+            raise
+        finally:
+            seconds = time.monotonic() - started
+            self._metrics.observe("plugin_call_seconds", seconds, plugin=self.name)
+            if ran:
+                self._health.record(
+                    self.name,
+                    version.manifest.version,
+                    seconds=seconds,
+                    failed=bad,
+                    trap=None if trap is None else trap.kind,
+                    tick=tick,
+                    self_check=version.self_check,
+                )
 
     def state(self) -> PluginState:
         with self._lock:
@@ -290,7 +344,8 @@ class PluginSlot:
                 f"{version.manifest.version} kept trapping in probation; "
                 f"back on {reverted_to.manifest.version} (sha256 {reverted_to.sha256[:12]})"
             )
-            self._events.add(self.name, reverted_to.manifest.version, EventKind.REVERTED, detail)
+            # The event names the version that failed; its detail, the one serving now.
+            self._events.add(self.name, version.manifest.version, EventKind.REVERTED, detail)
 
 
 def _origin(version: LoadedVersion) -> str:

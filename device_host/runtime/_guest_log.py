@@ -1,5 +1,5 @@
 """Plugin output (log calls, stdout, stderr) into the host log: tagged, escaped, truncated,
-rate-limited.
+rate-limited; and into the host's log tail, which heartbeats carry to the control plane.
 
 A plugin may print in a loop; the host log must survive it, so each plugin gets a line
 budget per window and a note of how many lines it lost. A plugin's text never starts a line
@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 
+from device_host.log_tail import LogTail
 from device_host.logs import escape_line
 
 MAX_LINE_CHARS = 1000
@@ -32,15 +33,20 @@ _LEVELS = {
 class GuestLog:
     """The host-side log of one plugin, shared by all its versions and instances."""
 
-    def __init__(self, plugin: str) -> None:
+    def __init__(self, plugin: str, tail: LogTail | None = None) -> None:
+        self._plugin = plugin
+        self._tail = tail
         self._logger = logging.getLogger(f"plugin.{plugin}")
         self._lock = threading.Lock()
         self._window_start = time.monotonic()
         self._lines_in_window = 0
         self._dropped = 0
 
-    def write(self, level: str, message: str) -> None:
-        """Logs one message from the plugin unless it is over its line budget."""
+    def write(self, level: str, message: str, stream: str = "log") -> None:
+        """Logs one message from the plugin unless it is over its line budget.
+
+        ``stream`` is where it came from: ``log`` (the log import), ``stdout`` or ``stderr``.
+        """
         now = time.monotonic()
         with self._lock:
             if now - self._window_start >= WINDOW_S:
@@ -54,7 +60,10 @@ class GuestLog:
         text = escape_line(message[:MAX_LINE_CHARS])
         if len(message) > MAX_LINE_CHARS:
             text += f"... ({len(message)} chars)"
-        self._logger.log(_LEVELS.get(level, logging.INFO), "%s", text)
+        if self._tail is not None:
+            self._tail.add(self._plugin, stream, level if level in _LEVELS else "info", text)
+        tagged = text if stream == "log" else f"[{stream}] {text}"
+        self._logger.log(_LEVELS.get(level, logging.INFO), "%s", tagged)
 
 
 class StreamLines:
@@ -81,7 +90,7 @@ class StreamLines:
             self.tail.extend(lines)
         for line in lines:
             if line.strip():
-                self._log.write(self._level, f"[{self._stream}] {line}")
+                self._log.write(self._level, line, self._stream)
 
     def last_error_line(self) -> str | None:
         """The exception line of the guest's most recent Python traceback, if it printed one.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import wasmtime
 
-from device_host.errors import NoSensorReading, PluginTrap
+from device_host.errors import NoSensorReading, PluginTrap, SelfCheckFailed
 from device_host.runtime._artifacts import ArtifactCache, Delivered, LoadHow
 from device_host.runtime._exports import (
     DemoReading,
@@ -31,8 +31,8 @@ from device_host.runtime._validate import check_component
 from device_host.storage.kv import KvStores
 from fleet_common.contract.interfaces import SELF_CHECK, compatibility_key
 from fleet_common.contract.worlds import WORLDS, Drive, World
-from fleet_common.errors import PluginLoadError
 from fleet_common.manifest import Manifest
+from fleet_common.wire.health import SELF_CHECK_PASSED
 
 QUEUE_WAIT_S = 10.0
 """How long a call may wait for a free instance before the host answers 503."""
@@ -74,12 +74,15 @@ class LoadedVersion:
         pool: InstancePool,
         new_instance: Callable[[], PluginInstance],
         load_seconds: float,
+        self_check: str | None = None,
     ) -> None:
         self.manifest = manifest
         self.sha256 = sha256
         self.size = size
         self.how = how
         self.load_seconds = load_seconds
+        self.self_check = self_check
+        """``passed`` when the version exports a self-check (it ran at load); else None."""
         self._exports = exports
         self._pool = pool
         self.new_instance = new_instance
@@ -204,7 +207,7 @@ def load_version(
             failure = f"trapped ({trap.kind}): {trap.detail}"
         if failure is not None:
             first.close()
-            raise PluginLoadError(manifest.name, manifest.version, f"self-check failed: {failure}")
+            raise SelfCheckFailed(manifest.name, manifest.version, f"self-check failed: {failure}")
     wait_s = max(QUEUE_WAIT_S, manifest.limits.call_timeout_ms / 1000 * 4)
     pool = InstancePool(new_instance, instances, wait_s)
     pool.seed(first)
@@ -217,4 +220,5 @@ def load_version(
         pool=pool,
         new_instance=new_instance,
         load_seconds=time.monotonic() - started,
+        self_check=None if check_interface is None else SELF_CHECK_PASSED,
     )

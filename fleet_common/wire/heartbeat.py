@@ -12,16 +12,26 @@ heartbeats for ever.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from fleet_common.wire import _fields as checks
+from fleet_common.wire._fields import MAX_NAME, parse_timestamp
 from fleet_common.wire.events import EventKind
+from fleet_common.wire.health import (
+    MAX_HEALTH,
+    MAX_LOG_LINES,
+    LogLine,
+    PluginHealth,
+    Vitals,
+)
 from fleet_common.wire.reports import EngineReport, ReportError
 
 __all__ = [
     "MAX_EVENTS",
+    "MAX_HEALTH",
+    "MAX_LOG_LINES",
     "MAX_PLUGINS",
     "MAX_READINGS",
     "MAX_TEXT",
@@ -29,9 +39,12 @@ __all__ = [
     "Enrollment",
     "EventReport",
     "Heartbeat",
+    "LogLine",
+    "PluginHealth",
     "PluginReport",
     "ReadingReport",
     "ReportError",
+    "Vitals",
     "parse_enrollment",
     "parse_heartbeat",
     "parse_timestamp",
@@ -42,13 +55,10 @@ MAX_READINGS = 2000
 MAX_EVENTS = 2000
 MAX_TEXT = 2000
 """Free text (an error, an event's detail) is cut to this many characters, never refused."""
-MAX_NAME = 64
-"""Names, event versions and reading sources are cut to it; a longer host version is refused."""
 MAX_TOKEN = 512
 OTHER_KIND = "other"
 """The kind an event of an unknown kind is stored as; its own kind leads its detail."""
 _KINDS = frozenset(EventKind)
-_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -75,14 +85,14 @@ class PluginReport:
     @classmethod
     def parse(cls, data: object, field: str = "plugin") -> PluginReport:
         """One plugin; keys other than the six above are ignored."""
-        plugin = _object(data, field)
+        plugin = checks.json_object(data, field)
         return cls(
-            name=_text(plugin, "name", field, required=True, limit=MAX_NAME),
-            version=_optional_text(plugin, "version", field),
-            sha256=_optional_text(plugin, "sha256", field),
-            state=_optional_text(plugin, "state", field),
-            trap_count=_count(plugin, "trap_count", field),
-            last_error=_optional_text(plugin, "last_error", field),
+            name=checks.text(plugin, "name", field, required=True, limit=MAX_NAME),
+            version=checks.optional_text(plugin, "version", field, limit=MAX_TEXT),
+            sha256=checks.optional_text(plugin, "sha256", field, limit=MAX_TEXT),
+            state=checks.optional_text(plugin, "state", field, limit=MAX_TEXT),
+            trap_count=checks.count(plugin, "trap_count", field),
+            last_error=checks.optional_text(plugin, "last_error", field, limit=MAX_TEXT),
         )
 
 
@@ -103,11 +113,11 @@ class ReadingReport:
 
     @classmethod
     def parse(cls, data: object, field: str = "reading") -> ReadingReport:
-        reading = _object(data, field)
+        reading = checks.json_object(data, field)
         return cls(
-            source=_text(reading, "source", field, required=True, limit=MAX_NAME),
-            temperature_c=_number(reading, "temperature_c", field),
-            humidity_pct=_number(reading, "humidity_pct", field),
+            source=checks.text(reading, "source", field, required=True, limit=MAX_NAME),
+            temperature_c=checks.number(reading, "temperature_c", field),
+            humidity_pct=checks.number(reading, "humidity_pct", field),
             taken_at=parse_timestamp(reading.get("taken_at"), f"{field}.taken_at"),
         )
 
@@ -133,15 +143,15 @@ class EventReport:
     @classmethod
     def parse(cls, data: object, field: str = "event") -> EventReport:
         """One event, checked as `parse_heartbeat` checks each of its events."""
-        event = _object(data, field)
-        kind = _text(event, "kind", field, required=True, limit=MAX_NAME)
-        detail = _text(event, "detail", field, required=False, limit=MAX_TEXT)
+        event = checks.json_object(data, field)
+        kind = checks.text(event, "kind", field, required=True, limit=MAX_NAME)
+        detail = checks.text(event, "detail", field, required=False, limit=MAX_TEXT)
         if kind not in _KINDS:
             kind, detail = OTHER_KIND, f"[{kind}] {detail}"[:MAX_TEXT]
         return cls(
             at=parse_timestamp(event.get("at"), f"{field}.at"),
-            plugin=_text(event, "plugin", field, required=True, limit=MAX_NAME),
-            version=_text(event, "version", field, required=False, limit=MAX_NAME),
+            plugin=checks.text(event, "plugin", field, required=True, limit=MAX_NAME),
+            version=checks.text(event, "version", field, required=False, limit=MAX_NAME),
             kind=kind,
             detail=detail,
         )
@@ -149,7 +159,9 @@ class EventReport:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """One device's report: its host version and engine, plugin states, new readings and events."""
+    """One device's report: its host version and engine, plugin states, new readings and
+    events, and what only the host sees of its plugins (per-version health, its own vitals,
+    the plugins' recent output)."""
 
     host_version: str
     engine: EngineReport | None
@@ -157,6 +169,12 @@ class Heartbeat:
     plugins: tuple[PluginReport, ...] = ()
     readings: tuple[ReadingReport, ...] = ()
     events: tuple[EventReport, ...] = ()
+    health: tuple[PluginHealth, ...] = ()
+    """Per plugin version, what changed since the last acknowledged heartbeat."""
+    vitals: Vitals | None = None
+    """Sent now and then, not in every heartbeat; None: unchanged for the control plane."""
+    log_tail: tuple[LogLine, ...] = ()
+    """Plugin output not yet acknowledged, oldest first."""
 
     def to_json(self) -> dict[str, object]:
         body: dict[str, object] = {"host_version": self.host_version}
@@ -165,6 +183,10 @@ class Heartbeat:
         body["plugins"] = [plugin.to_json() for plugin in self.plugins]
         body["readings"] = [reading.to_json() for reading in self.readings]
         body["events"] = [event.to_json() for event in self.events]
+        body["health"] = [entry.to_json() for entry in self.health]
+        if self.vitals is not None:
+            body["vitals"] = self.vitals.to_json()
+        body["log_tail"] = [line.to_json() for line in self.log_tail]
         return body
 
 
@@ -200,15 +222,24 @@ def parse_heartbeat(data: object) -> Heartbeat:
         engine=_engine(data),
         plugins=tuple(
             PluginReport.parse(item, f"plugins[{i}]")
-            for i, item in _items(data, "plugins", MAX_PLUGINS)
+            for i, item in checks.items(data, "plugins", MAX_PLUGINS)
         ),
         readings=tuple(
             ReadingReport.parse(item, f"readings[{i}]")
-            for i, item in _items(data, "readings", MAX_READINGS)
+            for i, item in checks.items(data, "readings", MAX_READINGS)
         ),
         events=tuple(
             EventReport.parse(item, f"events[{i}]")
-            for i, item in _items(data, "events", MAX_EVENTS)
+            for i, item in checks.items(data, "events", MAX_EVENTS)
+        ),
+        health=tuple(
+            PluginHealth.parse(item, f"health[{i}]")
+            for i, item in checks.items(data, "health", MAX_HEALTH)
+        ),
+        vitals=None if data.get("vitals") is None else Vitals.parse(data["vitals"]),
+        log_tail=tuple(
+            LogLine.parse(item, f"log_tail[{i}]")
+            for i, item in checks.items(data, "log_tail", MAX_LOG_LINES)
         ),
     )
 
@@ -241,27 +272,6 @@ def parse_enrollment(data: object) -> Enrollment:
     )
 
 
-def parse_timestamp(value: object, field: str) -> datetime:
-    """Seconds since the epoch (what devices send) or an ISO 8601 string with a zone."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        try:
-            moment = datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError):
-            raise ReportError(f"{field} is out of range") from None
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise ReportError(f"{field} is not an ISO 8601 time: {value[:40]!r}") from None
-        if moment.tzinfo is None:
-            raise ReportError(f"{field} has no time zone (add Z or +00:00)")
-    else:
-        raise ReportError(f"{field} must be seconds since the epoch or an ISO 8601 time")
-    if moment < _EARLIEST:
-        raise ReportError(f"{field} is before the year 2000 (is the device's clock set?)")
-    return moment
-
-
 def _host_version(data: dict[str, Any]) -> str:
     host_version = data.get("host_version", "")
     if not isinstance(host_version, str) or len(host_version) > MAX_NAME:
@@ -272,52 +282,3 @@ def _host_version(data: dict[str, Any]) -> str:
 def _engine(data: dict[str, Any]) -> EngineReport | None:
     engine = data.get("engine")
     return None if engine is None else EngineReport.parse(engine)
-
-
-def _items(data: dict[str, Any], key: str, limit: int) -> enumerate[Any]:
-    items = data.get(key, [])
-    if not isinstance(items, list):
-        raise ReportError(f"{key} must be a list")
-    if len(items) > limit:
-        raise ReportError(f"{key} has {len(items)} entries; at most {limit} per heartbeat")
-    return enumerate(items)
-
-
-def _object(item: object, field: str) -> dict[str, Any]:
-    if not isinstance(item, dict):
-        raise ReportError(f"{field} must be an object")
-    return item
-
-
-def _text(item: dict[str, Any], key: str, field: str, *, required: bool, limit: int) -> str:
-    value = item.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value):
-        raise ReportError(f"{field}.{key} must be a non-empty string")
-    return value[:limit]
-
-
-def _optional_text(item: dict[str, Any], key: str, field: str) -> str | None:
-    value = item.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ReportError(f"{field}.{key} must be a string or null")
-    return value[:MAX_TEXT]
-
-
-def _number(item: dict[str, Any], key: str, field: str) -> float:
-    value = item.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ReportError(f"{field}.{key} must be a number")
-    return float(value)
-
-
-def _count(item: dict[str, Any], key: str, field: str) -> int:
-    value = item.get(key, 0)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
-        raise ReportError(f"{field}.{key} must be a count (an integer from 0)")
-    return value

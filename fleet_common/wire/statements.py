@@ -186,15 +186,15 @@ class CompiledArtifact:
         return compiled
 
     def problem_for(self, release: Release, engine_key: str) -> str | None:
-        """Why this artifact is not the machine code of ``release`` for ``engine_key``."""
-        if (self.plugin, self.version, self.serial) != (
-            release.plugin,
-            release.version,
-            release.serial,
-        ):
+        """Why this artifact is not the machine code of ``release`` for ``engine_key``.
+
+        Machine code is bound to the bytes it was compiled from, not to a release's serial:
+        a rollback is a new serial for old code, and it runs the same signed artifact.
+        """
+        if (self.plugin, self.version) != (release.plugin, release.version):
             return (
-                f"it was compiled for {self.plugin} {self.version} (serial {self.serial}), "
-                f"not {release.plugin} {release.version} (serial {release.serial})"
+                f"it was compiled for {self.plugin} {self.version}, "
+                f"not {release.plugin} {release.version}"
             )
         if (self.component_sha256, self.component_size) != (release.sha256, release.size):
             return "it was compiled from other bytes than the release signs"

@@ -29,6 +29,8 @@ class ScriptedControlPlane:
     enrolls: list[float] = field(default_factory=list)
     heartbeats: list[tuple[float, str]] = field(default_factory=list)
     """(monotonic time, Authorization header) of each heartbeat."""
+    heartbeat_bodies: list[bytes] = field(default_factory=list)
+    """The body of each heartbeat, in order."""
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -41,13 +43,14 @@ class ScriptedControlPlane:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.path == "/api/v1/enroll":
                     script.enrolls.append(time.monotonic())
                     index = min(len(script.enrolls), len(script.enroll_answers)) - 1
                     self._answer(201, script.enroll_answers[index])
                 elif self.path == "/api/v1/heartbeat":
                     auth = self.headers.get("Authorization", "")
+                    script.heartbeat_bodies.append(body)
                     script.heartbeats.append((time.monotonic(), auth))
                     self._answer(200, script.heartbeat_answer)
                 else:

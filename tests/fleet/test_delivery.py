@@ -251,9 +251,9 @@ def test_10_a_release_that_keeps_trapping_is_reverted_and_reported(fleet, build)
 
 def test_11_a_reverted_release_is_installed_again_when_a_later_desired_state_asks(fleet):
     reverted_at = {d.url: _agent_state(d)["held"]["ticker"]["sequence"] for d in fleet.devices}
-    _unassign(fleet, "ticker", "2.0.0")
+    fleet.control_plane.manage("assign_release", "ticker", "1.0.0", "all")  # a new serial
 
-    fleet.control_plane.manage("assign_release", "ticker", "2.0.0", "all")
+    fleet.control_plane.manage("assign_release", "ticker", "2.0.0", "all")  # and another
 
     for device in fleet.devices:
         wait_until(
@@ -266,8 +266,8 @@ def test_11_a_reverted_release_is_installed_again_when_a_later_desired_state_ask
         assert _agent_state(device)["held"]["ticker"]["why"] == "reverted"
 
 
-def test_12_a_release_unassigned_and_assigned_again_is_installed_again(fleet):
-    _unassign(fleet, "hello")
+def test_12_a_plugin_uninstalled_and_assigned_again_is_installed_again(fleet):
+    _uninstall(fleet, "hello")
     for device in fleet.devices:
         wait_until(lambda d=device: _plugin_state(d, "hello") == (None, None), 60, "removal")
 
@@ -412,17 +412,8 @@ def _no_artifact(device, version: str) -> str | None:  # type: ignore[no-untyped
     return None
 
 
-def _unassign(fleet, plugin: str, version: str | None = None) -> None:  # type: ignore[no-untyped-def]
-    """Deletes the assignments of ``version`` (of every version if None) of ``plugin``."""
-    versions = "" if version is None else f", plugin_version__version={version!r}"
-    fleet.control_plane.manage(
-        "shell",
-        "-c",
-        "from control_plane.rollouts.models import Assignment;"
-        "from control_plane.rollouts.services import delete_assignment;"
-        "[delete_assignment(assignment=a) for a in Assignment.objects.filter("
-        f"plugin_version__plugin__name={plugin!r}{versions})]",
-    )
+def _uninstall(fleet, plugin: str) -> None:  # type: ignore[no-untyped-def]
+    fleet.control_plane.manage("uninstall_plugin", plugin, "all")
 
 
 def _download_problem(device, version: str) -> str | None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""``manage.py prune_history [--days N]``: forget readings and events older than N days."""
+"""``manage.py prune_history [--days N]``: forget readings, events and log lines past N days."""
 
 from __future__ import annotations
 
@@ -27,5 +27,7 @@ class Command(BaseCommand):
         if options["days"] <= 0:
             raise CommandError("--days must be positive")
         cutoff = timezone.now() - timedelta(days=options["days"])
-        readings, events = prune_history(before=cutoff)
-        self.stdout.write(f"deleted {readings} readings and {events} events before {cutoff}")
+        readings, events, lines = prune_history(before=cutoff)
+        self.stdout.write(
+            f"deleted {readings} readings, {events} events and {lines} log lines before {cutoff}"
+        )

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from control_plane.plugins.signing import (
+from control_plane.signing import (
     SigningKeyError,
     create_signing_key,
     public_key_text,

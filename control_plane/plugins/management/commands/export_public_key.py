@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from control_plane.plugins.signing import SigningKeyError, public_key_text, signing_key_id
+from control_plane.signing import SigningKeyError, public_key_text, signing_key_id
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""``manage.py assign_release <plugin> <version> <all|tag:X|device:Y>``."""
+"""``manage.py assign_release <plugin> <version> <all|tag:X|device:Y[,Z]>``: ship it now."""
 
 from __future__ import annotations
 
@@ -8,35 +8,32 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from control_plane.errors import error_messages
-from control_plane.plugins.models import PluginVersion
-from control_plane.plugins.signing import SigningKeyError
-from control_plane.rollouts.services import create_assignment
+from control_plane.rollouts.selectors import find_version
+from control_plane.rollouts.services import assign_now
 from control_plane.rollouts.targets import parse_target
+from control_plane.signing import SigningKeyError
 
 
 class Command(BaseCommand):
-    help = "Assigns an approved plugin version to all devices, a tag, or one device."
+    help = (
+        "Ships an approved plugin version to all devices, a tag, or listed devices at once "
+        "(a one-wave rollout with no gates; `rollout start` rolls out in waves)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("plugin")
         parser.add_argument("version")
-        parser.add_argument("target", help="all, tag:<tag> or device:<device name or id>")
+        parser.add_argument("target", help="all, tag:<tag> or device:<name or id>[,…]")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        version = (
-            PluginVersion.objects.select_related("plugin")
-            .filter(plugin__name=options["plugin"], version=options["version"])
-            .first()
-        )
-        if version is None:
-            raise CommandError(f"no uploaded version {options['plugin']} {options['version']}")
         try:
+            version = find_version(options["plugin"], options["version"])
             target = parse_target(options["target"])
-            assignment = create_assignment(
-                plugin_version=version, target=target.kind, tag=target.tag, device=target.device
+            rollout = assign_now(
+                version=version, target=target.kind, tag=target.tag, devices=target.devices
             )
         except ValidationError as exc:
             raise CommandError("; ".join(error_messages(exc))) from None
         except SigningKeyError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"assigned {assignment}")
+        self.stdout.write(f"assigned: {rollout} is {rollout.get_status_display()}")

@@ -1,1 +1,0 @@
-"""The device-facing HTTP API (docs/delivery-protocol.md): enroll, heartbeat, artifacts."""
