@@ -6,7 +6,9 @@ state that every heartbeat answer carries), served by gunicorn with
 ``control_plane/gunicorn_settings.py``. wrk (``heartbeat.lua``) sends heartbeats with a random
 device's token, the three plugins' status and 0, 5 and 20 readings, for ``--duration``
 seconds each after a short warm-up. Afterwards the stored readings are counted: every
-heartbeat's readings must be there.
+heartbeat's readings must be there. ``--health 0,3`` runs each row twice: without health
+counters (the baseline) and with one health entry per plugin (requests, errors, traps,
+latency, self-check, sensor age), as a device sends for plugins that did something.
 
     .venv/bin/python bench/fleet/bench_heartbeats.py                        # SQLite
     scripts/with-postgres.sh .venv/bin/python bench/fleet/bench_heartbeats.py --database postgresql
@@ -54,6 +56,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per run")
     parser.add_argument("--readings", default="0,5,20", help="readings per heartbeat")
+    parser.add_argument(
+        "--health", default="0", help="health entries per heartbeat (0 to 3), e.g. 0,3"
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -76,19 +81,22 @@ def main() -> None:
     try:
         url = f"http://127.0.0.1:{port}"
         for readings in [int(n) for n in args.readings.split(",")]:
-            sizes = heartbeat_sizes(url, state, plugins, readings)
-            wait_for_quiet()
-            wrk(url, state, readings, args, args.warmup)
-            before = count_readings(env, log)
-            probe_ms = speed_probe()
-            meter = CpuMeter(names=("postgres",))
-            result = wrk(url, state, readings, args, args.duration)
-            result["cpu"] = meter.stop()
-            result["speed_probe_ms"] = probe_ms
-            stored = count_readings(env, log) - before
-            result.update(readings=readings, sizes=sizes, stored_readings=stored)
-            runs.append(result)
-            print(summary_line(result))
+            for entries in [int(n) for n in args.health.split(",")]:
+                report = write_report(state, plugins, entries)
+                sizes = heartbeat_sizes(url, state, plugins, readings, entries)
+                wait_for_quiet()
+                wrk(url, state, readings, report, args, args.warmup)
+                before = count_readings(env, log)
+                probe_ms = speed_probe()
+                meter = CpuMeter(names=("postgres",))
+                result = wrk(url, state, readings, report, args, args.duration)
+                result["cpu"] = meter.stop()
+                result["speed_probe_ms"] = probe_ms
+                stored = count_readings(env, log) - before
+                result.update(readings=readings, health=entries, sizes=sizes)
+                result["stored_readings"] = stored
+                runs.append(result)
+                print(summary_line(result))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -145,6 +153,8 @@ def control_plane_env(state: Path, url: str) -> dict[str, str]:
         # Validation compiles are not what this measures: keep them between runs.
         "CONTROL_PLANE_COMPILED_CACHE_DIR": str(WORK / "control-plane-compiled"),
         "CONTROL_PLANE_LOG_LEVEL": "WARNING",
+        # No job worker here: uploads are checked inline (bench_rollouts runs one).
+        "CONTROL_PLANE_JOBS_SYNC": "1",
     }
 
 
@@ -248,16 +258,48 @@ def start_gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Pope
 def workers() -> int:
     import runpy
 
-    return int(runpy.run_path(str(REPO / "control_plane" / "gunicorn.conf.py"))["workers"])
+    return int(runpy.run_path(str(REPO / "control_plane" / "gunicorn_settings.py"))["workers"])
 
 
-def heartbeat_body(plugins: list[dict[str, object]], readings: int) -> str:
+def health_entries(plugins: list[dict[str, object]], entries: int) -> list[dict[str, object]]:
+    """Counters since the last heartbeat for the first ``entries`` plugins, as a device
+    host sends them (`fleet_common.wire.health.PluginHealth.to_json`)."""
+    return [
+        {
+            "plugin": plugin["name"],
+            "version": plugin["version"],
+            "requests": 12,
+            "errors": 1,
+            "traps": {"crash": 1},
+            "fallbacks": 1,
+            "self_check": "passed",
+            "p50_ms": 1.4,
+            "p99_ms": 7.5,
+            "sensor_age_s": 1.2,
+        }
+        for plugin in plugins[:entries]
+    ]
+
+
+def write_report(state: Path, plugins: list[dict[str, object]], entries: int) -> Path:
+    """The file heartbeat.lua splices in after ``"plugins":``: the plugins array and, with
+    ``entries``, the ``"health"`` member after it (the script inserts the text as is)."""
+    text = json.dumps(plugins, separators=(",", ":"))
+    if entries:
+        text += ',"health":' + json.dumps(health_entries(plugins, entries), separators=(",", ":"))
+    path = state / f"plugins-health-{entries}.json"
+    path.write_text(text)
+    return path
+
+
+def heartbeat_body(plugins: list[dict[str, object]], readings: int, entries: int = 0) -> str:
     """The same shape as heartbeat.lua sends (and a device host)."""
     now = time.time()
     return json.dumps(
         {
             "host_version": "0.1.0",
             "plugins": plugins,
+            "health": health_entries(plugins, entries),
             "readings": [
                 {
                     "source": "dht22:4",
@@ -274,11 +316,11 @@ def heartbeat_body(plugins: list[dict[str, object]], readings: int) -> str:
 
 
 def heartbeat_sizes(
-    url: str, state: Path, plugins: list[dict[str, object]], readings: int
+    url: str, state: Path, plugins: list[dict[str, object]], readings: int, entries: int = 0
 ) -> dict[str, int]:
     """Bytes of one heartbeat on the wire, headers included, as curl counts them."""
-    body = state / f"heartbeat-{readings}.json"
-    body.write_text(heartbeat_body(plugins, readings))
+    body = state / f"heartbeat-{readings}-{entries}.json"
+    body.write_text(heartbeat_body(plugins, readings, entries))
     token = (state / "tokens.txt").read_text().split()[0]
     done = subprocess.run(
         [
@@ -307,11 +349,13 @@ def count_readings(env: dict[str, str], log: Path) -> int:
     return int(manage(env, log, "shell", "-c", code).strip().splitlines()[-1])
 
 
-def wrk(url: str, state: Path, readings: int, args: argparse.Namespace, seconds: int) -> dict:  # type: ignore[type-arg]
+def wrk(
+    url: str, state: Path, readings: int, report: Path, args: argparse.Namespace, seconds: int
+) -> dict:  # type: ignore[type-arg]
     env = {
         **os.environ,
         "TOKENS": str(state / "tokens.txt"),
-        "PLUGINS": str(state / "plugins.json"),
+        "PLUGINS": str(report),
         "READINGS": str(readings),
     }
     command = [
@@ -345,7 +389,8 @@ def wrk(url: str, state: Path, readings: int, args: argparse.Namespace, seconds:
 def summary_line(run: dict) -> str:  # type: ignore[type-arg]
     latency = run["latency_ms"]
     return (
-        f"  {run['readings']:>2} readings: {run['rate']:,.0f} heartbeats/s, "
+        f"  {run['readings']:>2} readings, {run.get('health', 0)} health: "
+        f"{run['rate']:,.0f} heartbeats/s, "
         f"p50 {latency['p50']} ms, p99 {latency['p99']} ms, {run['errors']} errors, "
         f"{run['stored_readings']:,} readings stored of {run['ok'] * run['readings']:,}, "
         f"CPU % {cpu_text(run['cpu'])}; speed probe {run['speed_probe_ms']} ms"
@@ -356,10 +401,17 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
     rows = []
     for run in data["runs"]:
         latency, sizes = run["latency_ms"], run["sizes"]
+        baseline = next(
+            (r for r in data["runs"] if r["readings"] == run["readings"] and not r.get("health")),
+            None,
+        )
+        ratio = f"{run['rate'] / baseline['rate']:.2f}" if baseline and baseline["rate"] else "-"
         rows.append(
             [
                 str(run["readings"]),
+                str(run.get("health", 0)),
                 f"{run['rate']:,.0f}",
+                ratio,
                 f"{latency['p50']}",
                 f"{latency['p99']}",
                 f"{run['errors']}",
@@ -373,7 +425,9 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
     table = Table(
         [
             "readings",
+            "health entries",
             "heartbeats/s",
+            "vs no health",
             "p50 ms",
             "p99 ms",
             "errors",
@@ -402,7 +456,9 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
         f"-c{data['wrk']['connections']}, {data['duration_s']} s per row after a warm-up. "
         f"Errors are non-2xx answers plus socket errors; readings stored counts the rows "
         f"the measured run added (heartbeats times readings, plus the few still in flight "
-        f"when wrk stopped counting). CPU in % of one core (200 = both) by command; bench is "
+        f"when wrk stopped counting). Health entries: per-plugin counters (one upsert each); "
+        f'"vs no health" is the rate over the same run\'s row without them. '
+        f"CPU in % of one core (200 = both) by command; bench is "
         f"wrk and this script. probe: a fixed Python loop timed just before the row (lower is a "
         f"faster machine; the VM's host can slow it down unseen).\n\n"
         f"{table.markdown()}\n"

@@ -7,6 +7,8 @@
 #   4. the admin upload's answer time and the web worker's memory, next to the check job's
 #   5. a device host's peak memory while installing the dashboard, both modes
 #   6. bytes on the wire per update, and what level 19 or a delta would send
+#   7. rollout decisions at 10,000 devices: canary reported → wave passed, first trap → halt
+#   8. the fleet pages at 10,000 devices (time and bytes), against the unpaginated page
 # Each also runs alone (see bench/fleet/README.md). Loopback only; every step is bounded by
 # `timeout` and stops what it started. Measurements only: nothing passes or fails on a timing.
 #   FLEET_DEVICES=1000 FLEET_DURATION=15 bench/fleet/run.sh
@@ -25,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
 fi
 
-heartbeat_args=(--devices "${FLEET_DEVICES:-1000}" --duration "${FLEET_DURATION:-15}")
+heartbeat_args=(--devices "${FLEET_DEVICES:-1000}" --duration "${FLEET_DURATION:-15}" --health 0,3)
 failed=()
 started=$SECONDS
 step() {
@@ -42,13 +44,20 @@ step publish timeout 900 "$PY" bench/fleet/bench_publish.py
 step upload timeout 900 "$PY" bench/fleet/bench_upload.py
 step install_memory timeout 900 "$PY" bench/fleet/bench_install_memory.py
 step wire timeout 600 "$PY" bench/fleet/bench_wire.py
+step rollouts-sqlite timeout 900 "$PY" bench/fleet/bench_rollouts.py
+step rollouts-postgresql scripts/with-postgres.sh \
+    timeout 900 "$PY" bench/fleet/bench_rollouts.py --database postgresql
+step fleet-pages-sqlite timeout 900 "$PY" bench/fleet/bench_fleet_pages.py
+step fleet-pages-postgresql scripts/with-postgres.sh \
+    timeout 900 "$PY" bench/fleet/bench_fleet_pages.py --database postgresql
 
 {
     echo "# Fleet benchmarks"
     echo
     echo "Written by \`bench/fleet/run.sh\`; raw figures in \`$results/*.json\`."
     for section in heartbeats-sqlite heartbeats-postgresql delivery publish upload \
-        install_memory wire; do
+        install_memory wire rollouts-sqlite rollouts-postgresql fleet-pages-sqlite \
+        fleet-pages-postgresql; do
         echo
         if [[ " ${failed[*]} " == *" $section "* ]] || [ ! -f "$results/$section.md" ]; then
             echo "### $section: did not finish in this run (see its output above)"

@@ -6,8 +6,8 @@ database from the models' own table and column names, and values go through the 
 own adapters, so the SQL stays in step with the models on SQLite and PostgreSQL alike.
 
 An idle device's heartbeat is one lookup and one UPDATE. Readings, events and log lines
-are one INSERT each; health counters (sent only for plugins that did something) are read,
-added to and written back in one upsert.
+are one INSERT each, and health counters (sent only for plugins that did something) one
+upsert that adds them to the stored sums in SQL.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from control_plane.devices.models import Device, DeviceEvent, LogLine, PluginHealth, Reading
+from control_plane.devices.models import (
+    Device,
+    DeviceEvent,
+    LogLine,
+    PluginHealth,
+    Reading,
+    trap_column,
+)
+from fleet_common.wire.health import TRAP_KINDS
 from fleet_common.wire.health import LogLine as LogLineReport
 from fleet_common.wire.health import PluginHealth as HealthReport
 from fleet_common.wire.heartbeat import EventReport, ReadingReport
@@ -30,16 +38,18 @@ READING_COLUMNS = ("device", "source", "temperature_c", "humidity_pct", "taken_a
 EVENT_COLUMNS = ("device", "at", "plugin", "version", "kind", "detail")
 LOG_COLUMNS = ("device", "at", "plugin", "stream", "level", "text")
 HEALTH_KEY = ("device", "plugin", "version")
+TRAP_COLUMNS = (*(trap_column(kind) for kind in TRAP_KINDS), "trap_other")
 HEALTH_SUMS = (
     "requests",
     "errors",
     "traps",
+    *TRAP_COLUMNS,
     "deadline_hits",
     "memory_cap_hits",
     "fallbacks",
     "ticks_failed",
 )
-HEALTH_LATEST = ("updated_at", "traps_by_kind", "self_check", "p50_ms", "p99_ms", "sensor_age_s")
+HEALTH_LATEST = ("updated_at", "self_check", "p50_ms", "p99_ms", "sensor_age_s")
 HEALTH_COLUMNS = (*HEALTH_KEY, "first_at", *HEALTH_SUMS, *HEALTH_LATEST)
 ALWAYS = ("last_seen", "host_version", "reported_plugins", "drifting", "failing")
 OPTIONAL = ("last_reading", "vitals")
@@ -66,7 +76,6 @@ class Statements:
     insert_readings: str
     insert_events: str
     insert_logs: str
-    select_health: str
     upsert_health: str
 
 
@@ -115,11 +124,6 @@ def statements(vendor: str) -> Statements:
         insert_readings=_insert_prefix(Reading, READING_COLUMNS),
         insert_events=_insert_prefix(DeviceEvent, EVENT_COLUMNS),
         insert_logs=_insert_prefix(LogLine, LOG_COLUMNS),
-        select_health=(
-            f"SELECT {_column(PluginHealth, 'plugin')}, {_column(PluginHealth, 'version')}, "
-            f"{_column(PluginHealth, 'traps_by_kind')} FROM {health} "
-            f"WHERE {_column(PluginHealth, 'device')} = %s"
-        ),
         upsert_health=(
             _insert_prefix(PluginHealth, HEALTH_COLUMNS)
             + "{rows}"
@@ -243,23 +247,16 @@ def store_heartbeat(
 def _add_health(
     cursor: Any, sql: Statements, device_id: Any, now: Any, health: Sequence[HealthReport]
 ) -> None:
-    """Adds the counters to each version's sums; traps by kind are merged here, in Python."""
-    cursor.execute(sql.select_health, [device_id])
-    field = PluginHealth._meta.get_field("traps_by_kind")
-    kinds = {
-        (plugin, version): field.from_db_value(value, None, connection) or {}  # type: ignore[arg-type]
-        for plugin, version, value in cursor.fetchall()
-    }
+    """Adds each version's counters to its stored sums, in one upsert."""
     merged: dict[tuple[str, str], HealthReport] = {}
     for entry in health:  # one row per version, even if a device repeats one
         key = (entry.plugin, entry.version)
         merged[key] = _sum(merged[key], entry) if key in merged else entry
     params: list[Any] = []
     for (plugin, version), entry in merged.items():
-        by_kind = dict(kinds.get((plugin, version), {}))
+        traps = dict.fromkeys(TRAP_COLUMNS, 0)
         for kind, count in entry.traps.items():
-            by_kind[kind] = by_kind.get(kind, 0) + count
-        trap_total = sum(entry.traps.values())
+            traps[trap_column(kind)] += count
         params += [
             device_id,
             plugin,
@@ -267,13 +264,13 @@ def _add_health(
             now,
             entry.requests,
             entry.errors,
-            trap_total,
+            sum(entry.traps.values()),
+            *traps.values(),
             entry.deadline_hits,
             entry.memory_cap_hits,
             entry.fallbacks,
             entry.ticks_failed,
             now,
-            _json(connection, PluginHealth, "traps_by_kind", by_kind),
             entry.self_check or "",
             entry.p50_ms,
             entry.p99_ms,

@@ -13,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from control_plane.devices.choices import Connectivity, EventKind
+from fleet_common.wire.health import TRAP_KINDS
 
 OFFLINE_GRACE_S = 5.0
 
@@ -208,7 +209,8 @@ class PluginHealth(models.Model):
     """What one plugin version did on one device, summed over its heartbeats.
 
     Devices send counters since their last acknowledged heartbeat; they are added up here,
-    so a rollout compares what a version did since its wave started with a baseline.
+    so a rollout compares what a version did since its wave started with a baseline. Each
+    trap kind has its own column, so a heartbeat adds to them in one upsert, reading nothing.
     """
 
     device = models.ForeignKey(
@@ -221,7 +223,14 @@ class PluginHealth(models.Model):
     requests = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0)
     traps = models.PositiveBigIntegerField(default=0)
-    traps_by_kind = models.JSONField(default=dict)
+    trap_timeout = models.PositiveBigIntegerField(default=0)
+    trap_blocking_call = models.PositiveBigIntegerField(default=0)
+    trap_exit = models.PositiveBigIntegerField(default=0)
+    trap_crash = models.PositiveBigIntegerField(default=0)
+    trap_out_of_memory = models.PositiveBigIntegerField(default=0)
+    trap_bad_output = models.PositiveBigIntegerField(default=0)
+    trap_host_error = models.PositiveBigIntegerField(default=0)
+    trap_other = models.PositiveBigIntegerField(default=0)
     deadline_hits = models.PositiveBigIntegerField(default=0)
     memory_cap_hits = models.PositiveBigIntegerField(default=0)
     fallbacks = models.PositiveBigIntegerField(default=0)
@@ -241,6 +250,18 @@ class PluginHealth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.plugin} {self.version}: {self.traps} traps in {self.requests} requests"
+
+    @property
+    def traps_by_kind(self) -> dict[str, int]:
+        """Trap kind → count, of the kinds that happened."""
+        counts = {kind: getattr(self, trap_column(kind)) for kind in TRAP_KINDS}
+        counts["other"] = self.trap_other
+        return {kind: count for kind, count in counts.items() if count}
+
+
+def trap_column(kind: str) -> str:
+    """The `PluginHealth` column a trap kind is counted in."""
+    return f"trap_{kind.replace('-', '_')}" if kind in TRAP_KINDS else "trap_other"
 
 
 class LogLine(models.Model):

@@ -153,12 +153,15 @@ class Installer:
                 continue
             slot = self._manager.slot(plugin)
             serving = slot.version if slot is not None else None
-            if serving is not None and serving.sha256 == self._last_good_sha256(plugin):
+            if slot is None or serving is None:
+                continue
+            # Serving the last good code is a revert, unless the accepted release is that
+            # code: a rollback is a new serial for the last good bytes.
+            went_back = serving.sha256 == self._last_good_sha256(plugin)
+            if went_back and serving.sha256 != self._sha256(plugin):
                 del self._installed_at[plugin]
                 self._record_revert(plugin, serving.manifest.version, "the host went back")
-            elif (
-                serving is not None and slot is not None and slot.state() is PluginState.QUARANTINED
-            ):
+            elif slot.state() is PluginState.QUARANTINED:
                 del self._installed_at[plugin]
                 self._revert(plugin, client, failed=serving.manifest.version)
 
@@ -172,6 +175,12 @@ class Installer:
         with self._state as data:
             good = data.last_good.get(plugin)
         return None if good is None else _sha256_of(good.envelope)
+
+    def _sha256(self, plugin: str) -> str | None:
+        """The bytes of the accepted release of ``plugin``."""
+        with self._state as data:
+            current = data.releases.get(plugin)
+        return None if current is None else _sha256_of(current.envelope)
 
     def _apply(self, release: Release, sequence: int, client: ControlPlaneClient) -> bool:
         """Installs ``release`` unless it runs or is held back; False: retry it later."""

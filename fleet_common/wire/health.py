@@ -26,6 +26,7 @@ __all__ = [
     "MAX_TRAP_KINDS",
     "SELF_CHECK_FAILED",
     "SELF_CHECK_PASSED",
+    "TRAP_KINDS",
     "LogLine",
     "PluginHealth",
     "ReportError",
@@ -39,6 +40,17 @@ MAX_LOG_LINES = 100
 MAX_LOG_TEXT = 500
 """A log line's text is cut to this many characters, never refused."""
 MAX_TRAP_KINDS = 16
+TRAP_KINDS = (
+    "timeout",
+    "blocking-call",
+    "exit",
+    "crash",
+    "out-of-memory",
+    "bad-output",
+    "host-error",
+)
+"""The kinds of trap this protocol version names (the device's `TrapKind`); a kind a newer
+device sends that is not here is counted by the control plane as ``other``."""
 MAX_VITALS_TEXT = 128
 SELF_CHECK_PASSED = "passed"
 SELF_CHECK_FAILED = "failed"

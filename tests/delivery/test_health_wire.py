@@ -182,3 +182,10 @@ def test_more_log_lines_than_a_device_sends_are_refused():
 def test_a_list_field_that_is_not_a_list_is_refused(key):
     with pytest.raises(ReportError, match=f"^{key} must be a list"):
         parse_heartbeat(body(**{key: {"plugin": "x"}}))
+
+
+def test_the_wire_names_every_trap_kind_a_device_reports():
+    from device_host.errors import TrapKind
+    from fleet_common.wire.health import TRAP_KINDS
+
+    assert set(TRAP_KINDS) == {str(kind) for kind in TrapKind}

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
-from tests.support import ControlPlaneProcess, HostProcess
+from tests.support import CHROMIUM_FLAGS, ControlPlaneProcess, HostProcess
 
 
 @dataclass
@@ -57,3 +58,15 @@ def fleet(tmp_path_factory, compiled_dir) -> Iterator[Fleet]:
         for device in devices:
             device.stop()
         control_plane.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """The system's Chromium under Playwright, one per test module."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[flag for flag in CHROMIUM_FLAGS if flag != "--headless"],
+        )
+        yield browser
+        browser.close()

@@ -5,20 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from tests.support import ARTIFACTS, CHROMIUM_FLAGS, http_get, wait_until
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[flag for flag in CHROMIUM_FLAGS if flag != "--headless"],
-        )
-        yield browser
-        browser.close()
+from tests.support import ARTIFACTS, http_get, wait_until
 
 
 @pytest.fixture(scope="module")

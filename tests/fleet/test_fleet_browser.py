@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.support import ARTIFACTS, CHROMIUM_FLAGS, ControlPlaneProcess
+from tests.support import ARTIFACTS, ControlPlaneProcess
 
 SEED = """
 from datetime import timedelta
@@ -112,17 +112,6 @@ def control_plane(tmp_path_factory) -> Iterator[ControlPlaneProcess]:
 @pytest.fixture(scope="module")
 def rollout_id(control_plane: ControlPlaneProcess) -> int:
     return int(control_plane.manage("shell", "-c", SEED).strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[flag for flag in CHROMIUM_FLAGS if flag != "--headless"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -357,7 +357,7 @@ def test_the_device_page_shows_vitals_health_log_and_install_history(admin_clien
         requests=120,
         errors=2,
         traps=1,
-        traps_by_kind={"timeout": 1},
+        trap_timeout=1,
         self_check="passed",
         p50_ms=1.5,
         p99_ms=9.4,

@@ -247,3 +247,27 @@ def test_pruning_forgets_history_older_than_the_retention(client, enroll):
     assert Reading.objects.count() == 2 and DeviceEvent.objects.count() == 1
     call_command("prune_history", "--days", "0.00001")
     assert not Reading.objects.exists()
+
+
+def test_health_counters_add_up_per_version_and_kind_in_one_upsert(enroll):
+    from control_plane.devices.models import PluginHealth
+    from control_plane.devices.services import record_heartbeat
+    from fleet_common.wire.health import PluginHealth as Health
+    from fleet_common.wire.heartbeat import Heartbeat, PluginReport
+
+    device, secret = enroll()
+    first = Health("hello", "1.1.0", requests=10, errors=2, traps={"crash": 2}, p50_ms=1.0)
+    second = Health(
+        "hello", "1.1.0", requests=5, traps={"timeout": 1, "teleported": 1}, deadline_hits=1
+    )
+
+    for entry in (first, second):
+        record_heartbeat(
+            device_token=secret,
+            heartbeat=Heartbeat("0.1.0", None, (PluginReport("hello"),), health=(entry,)),
+        )
+
+    row = PluginHealth.objects.get(device=device, plugin="hello", version="1.1.0")
+    assert (row.requests, row.errors, row.traps, row.deadline_hits) == (15, 2, 4, 1)
+    assert row.traps_by_kind == {"crash": 2, "timeout": 1, "other": 1}
+    assert row.p50_ms == 1.0  # the second heartbeat had no calls timed: the last figure stays
