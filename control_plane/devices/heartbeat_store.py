@@ -13,6 +13,7 @@ upsert that adds them to the stored sums in SQL.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -168,6 +169,10 @@ class DeviceRow:
     vitals: dict[str, Any] | None = None
 
 
+Statement = tuple[str, list[Any]]
+"""SQL text with ``%s`` placeholders, and its parameters."""
+
+
 def store_heartbeat(
     device_id: Any,
     row: DeviceRow,
@@ -180,12 +185,53 @@ def store_heartbeat(
     """One UPDATE of the device row, plus one INSERT each for what else the heartbeat carried.
 
     Rows already stored (a heartbeat retried after a lost answer) are skipped; health
-    counters are deltas, so a device sends each once it is acknowledged.
+    counters are deltas, so a device sends each once it is acknowledged. More than one
+    statement runs in one transaction.
     """
     sql = statements(connection.vendor)
     moment = connection.ops.adapt_datetimefield_value
+    parts = [_device_update(row, device_id)]
+    if readings:
+        parts.append(
+            _insert(
+                sql.insert_readings,
+                len(READING_COLUMNS),
+                [
+                    (device_id, r.source, r.temperature_c, r.humidity_pct, moment(r.taken_at))
+                    for r in readings
+                ],
+            )
+        )
+    if events:
+        parts.append(
+            _insert(
+                sql.insert_events,
+                len(EVENT_COLUMNS),
+                [(device_id, moment(e.at), e.plugin, e.version, e.kind, e.detail) for e in events],
+            )
+        )
+    if log_lines:
+        parts.append(
+            _insert(
+                sql.insert_logs,
+                len(LOG_COLUMNS),
+                [
+                    (device_id, moment(line.at), line.plugin, line.stream, line.level, line.text)
+                    for line in log_lines
+                ],
+            )
+        )
+    if health:
+        parts.append(_health_upsert(sql, device_id, moment(row.seen_at), health))
+    atomic = transaction.atomic() if len(parts) > 1 else nullcontext()
+    with atomic, connection.cursor() as cursor:
+        for text, params in parts:
+            cursor.execute(text, params)
+
+
+def _device_update(row: DeviceRow, device_id: Any) -> Statement:
     values: list[Any] = [
-        moment(row.seen_at),
+        connection.ops.adapt_datetimefield_value(row.seen_at),
         row.host_version,
         _json(connection, Device, "reported_plugins", row.plugins),
         row.drifting,
@@ -193,60 +239,12 @@ def store_heartbeat(
     ]
     optional = tuple(name for name in OPTIONAL if getattr(row, name) is not None)
     values += [_json(connection, Device, name, getattr(row, name)) for name in optional]
-    update = _update(connection.vendor, optional)
-    if not (readings or events or log_lines or health):
-        with connection.cursor() as cursor:
-            cursor.execute(update, [*values, device_id])
-        return
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(update, [*values, device_id])
-        if readings:
-            cursor.execute(
-                _insert(sql.insert_readings, len(READING_COLUMNS), len(readings)),
-                [
-                    value
-                    for r in readings
-                    for value in (
-                        device_id,
-                        r.source,
-                        r.temperature_c,
-                        r.humidity_pct,
-                        moment(r.taken_at),
-                    )
-                ],
-            )
-        if events:
-            cursor.execute(
-                _insert(sql.insert_events, len(EVENT_COLUMNS), len(events)),
-                [
-                    value
-                    for e in events
-                    for value in (device_id, moment(e.at), e.plugin, e.version, e.kind, e.detail)
-                ],
-            )
-        if log_lines:
-            cursor.execute(
-                _insert(sql.insert_logs, len(LOG_COLUMNS), len(log_lines)),
-                [
-                    value
-                    for line in log_lines
-                    for value in (
-                        device_id,
-                        moment(line.at),
-                        line.plugin,
-                        line.stream,
-                        line.level,
-                        line.text,
-                    )
-                ],
-            )
-        if health:
-            _add_health(cursor, sql, device_id, moment(row.seen_at), health)
+    return _update(connection.vendor, optional), [*values, device_id]
 
 
-def _add_health(
-    cursor: Any, sql: Statements, device_id: Any, now: Any, health: Sequence[HealthReport]
-) -> None:
+def _health_upsert(
+    sql: Statements, device_id: Any, now: Any, health: Sequence[HealthReport]
+) -> Statement:
     """Adds each version's counters to its stored sums, in one upsert."""
     merged: dict[tuple[str, str], HealthReport] = {}
     for entry in health:  # one row per version, even if a device repeats one
@@ -277,7 +275,7 @@ def _add_health(
             entry.sensor_age_s,
         ]
     rows = ", ".join([_row(len(HEALTH_COLUMNS))] * len(merged))
-    cursor.execute(sql.upsert_health.format(rows=rows), params)
+    return sql.upsert_health.format(rows=rows), params
 
 
 def _sum(a: HealthReport, b: HealthReport) -> HealthReport:
@@ -301,9 +299,10 @@ def _sum(a: HealthReport, b: HealthReport) -> HealthReport:
     )
 
 
-def _insert(prefix: str, width: int, count: int) -> str:
+def _insert(prefix: str, width: int, rows: list[tuple[Any, ...]]) -> Statement:
     # ON CONFLICT DO NOTHING: SQLite 3.24+ and PostgreSQL 9.5+.
-    return prefix + ", ".join([_row(width)] * count) + " ON CONFLICT DO NOTHING"
+    text = prefix + ", ".join([_row(width)] * len(rows)) + " ON CONFLICT DO NOTHING"
+    return text, [value for row in rows for value in row]
 
 
 def _json(db: BaseDatabaseWrapper, model: Any, field: str, value: object) -> Any:
