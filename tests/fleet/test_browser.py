@@ -22,7 +22,7 @@ def admin(browser, fleet) -> Iterator[Page]:
     page.close()
 
 
-def test_upload_approve_and_assign_in_the_admin_delivers_to_every_device(admin, fleet, build):
+def test_upload_approve_and_roll_out_in_the_admin_delivers_to_every_device(admin, fleet, build):
     folder = build("hello")
     cp = fleet.control_plane.url
 
@@ -47,12 +47,14 @@ def test_upload_approve_and_assign_in_the_admin_delivers_to_every_device(admin, 
     admin.click("button[name=index]")
     expect(admin.locator(".messagelist")).to_contain_text("serial 1")
 
-    admin.goto(f"{cp}/admin/rollouts/assignment/add/")
-    option = admin.locator("select[name=plugin_version] option", has_text="hello 1.0.0")
-    admin.select_option("select[name=plugin_version]", value=option.first.get_attribute("value"))
-    admin.select_option("select[name=target]", "all")
+    admin.locator("a", has_text="hello 1.0.0").first.click()
+    expect(admin.locator("#content")).to_contain_text("approved versions reach devices only")
+    admin.click("text=Start a rollout")
+    expect(admin.locator("select[name=version]")).to_have_value(str(_version_id(admin)))
+    admin.fill("input[name=soak_s]", "0")  # two devices: the canary, then the other
     admin.click("input[name=_save]")
     expect(admin.locator(".messagelist")).to_contain_text("added successfully")
+    admin.screenshot(path=str(ARTIFACTS / "admin-rollout-started.png"), full_page=True)
 
     for device in fleet.devices:
         wait_until(
@@ -60,6 +62,19 @@ def test_upload_approve_and_assign_in_the_admin_delivers_to_every_device(admin, 
             90,
             "hello on every device",
         )
+
+
+def _version_id(page: Page) -> int:
+    """The id of the version whose rollout form is open (``?version=<id>`` in its URL)."""
+    return int(page.url.rsplit("version=", 1)[1])
+
+
+def test_the_rollout_completed_and_its_page_says_so(admin, fleet):
+    admin.goto(f"{fleet.control_plane.url}/fleet/rollouts/")
+    admin.locator("a[href^='/fleet/rollouts/']", has_text="#").first.click()
+
+    expect(admin.locator("body")).to_contain_text("completed", timeout=30_000)
+    expect(admin.locator("body")).to_contain_text("wave passed")
 
 
 def test_the_fleet_page_shows_every_device_online_with_its_plugins(admin, fleet):
