@@ -221,15 +221,6 @@ class Rollout(models.Model):
             return "listed devices"
         return "all devices"
 
-    @property
-    def is_active(self) -> bool:
-        return self.status in (
-            RolloutStatus.SCHEDULED,
-            RolloutStatus.RUNNING,
-            RolloutStatus.PAUSED,
-            RolloutStatus.HALTED,
-        )
-
     def clean(self) -> None:
         errors: dict[str, str] = {}
         version = self.version if self.version_id else None
