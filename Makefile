@@ -27,8 +27,7 @@ lint: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/ansible-lint -q playbooks/
 
 test: lint
-	$(PY) -m pytest
-	scripts/with-postgres.sh $(PY) -m pytest control_plane -p no:cacheprovider
+	PY=$(PY) scripts/test.sh
 
 contract: setup
 	$(PY) -m device_host.contract_generate

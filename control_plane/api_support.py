@@ -11,12 +11,11 @@ import json
 import logging
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 
 from control_plane.devices.models import Device
@@ -38,11 +37,30 @@ class BadRequest(Exception):
     """The request cannot be understood; the message says why."""
 
 
+class BodyTooLarge(BadRequest):
+    """The declared body is over ``DATA_UPLOAD_MAX_MEMORY_SIZE``; it was not read (HTTP 413)."""
+
+
+def content_length(request: HttpRequest) -> int:
+    """The body's declared size, checked against the cap before a byte of it is read."""
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        size = int(declared)
+    except ValueError:
+        raise BadRequest(f"Content-Length {declared!r} is not a number of bytes") from None
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if size < 0:
+        raise BadRequest(f"Content-Length {size} is negative")
+    if limit is not None and size > limit:
+        raise BodyTooLarge(f"the request body has {size} bytes; the limit is {limit}")
+    return size
+
+
 def json_body(request: HttpRequest) -> Any:
     try:
         body = request.body
     except RequestDataTooBig:
-        raise BadRequest("the request body is too large") from None
+        raise BodyTooLarge("the request body is too large") from None
     try:
         return json.loads(body, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -91,17 +109,3 @@ def unenrolled(request: HttpRequest) -> HttpResponse | None:
     if not Device.objects.filter(token_hash=hash_token(token)).exists():
         return error(401, "unknown device token (was the device deleted? enroll it again)")
     return None
-
-
-def stream(size: int | None, path: Path, what: str) -> HttpResponseBase:
-    """A stored zstd file with its raw size in ``X-Artifact-Size``; None: no such file."""
-    if size is None:
-        return error(404, f"no {what}")
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        log.error("%s is in the database but missing from %s", what, path.parent)
-        return error(404, f"{what} is missing on the control plane")
-    response = FileResponse(handle, content_type="application/zstd")
-    response["X-Artifact-Size"] = str(size)
-    return response

@@ -11,7 +11,7 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +89,7 @@ def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def control_plane_settings(settings, tmp_path: Path, signing_key_file: Path) -> None:
-    """Each test gets its own artifact directory; all share the key and compiled cache."""
+    """All tests share the key and compiled cache; none reads a developer's old artifacts."""
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     settings.SIGNING_KEY_PATH = signing_key_file
     settings.COMPILED_CACHE_DIR = Path(
@@ -161,11 +161,9 @@ DeviceFactory = Callable[..., tuple[Device, str]]
 def enroll(db) -> DeviceFactory:
     """Enrolls a device through the real service: ``device, token = enroll("pi-1")``."""
 
-    def _enroll(name: str = "pi-1", agent_url: str = "") -> tuple[Device, str]:
+    def _enroll(name: str = "pi-1") -> tuple[Device, str]:
         _, secret = create_enrollment_token(label=f"for {name}")
-        return enroll_device(
-            enrollment_token=secret, name=name, host_version="0.1.0", agent_url=agent_url
-        )
+        return enroll_device(enrollment_token=secret, name=name, host_version="0.1.0")
 
     return _enroll
 
@@ -181,13 +179,3 @@ def reviewer(django_user_model) -> User:
         )
     )
     return user
-
-
-def artifact_files(root: Path) -> list[str]:
-    return sorted(p.name for p in root.glob("*.wasm.zst")) if root.exists() else []
-
-
-@pytest.fixture
-def artifacts(settings) -> Iterator[Callable[[], list[str]]]:
-    """Lists the artifact files the test's control plane stored."""
-    yield lambda: artifact_files(Path(settings.ARTIFACT_ROOT))

@@ -125,6 +125,55 @@ def parse_database_url(url: str) -> dict[str, Any]:
     )
 
 
+def parse_public_url(url: str | None, *, https: bool) -> str | None:
+    """``https://host[:port]`` (a trailing ``/`` is fine) as an origin, or None when unset.
+
+    The origin is what CSRF checks compare and what the admin prints for devices, so a path,
+    query or credentials in it are refused rather than silently dropped; behind the TLS front
+    (``https``) a plain ``http://`` origin is refused too.
+    """
+    if url is None:
+        return None
+    name = PREFIX + "PUBLIC_URL"
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ImproperlyConfigured(f"{name}={url!r}: write https://host or https://host:port")
+    if parts.path not in {"", "/"} or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ImproperlyConfigured(f"{name}={url!r}: only scheme, host and port, no path")
+    if https and parts.scheme != "https":
+        raise ImproperlyConfigured(f"{name}={url!r}: must be https:// when CONTROL_PLANE_HTTPS=1")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={url!r}: bad port") from None
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def check_mqtt_url(url: str | None, ca_file: Path | None) -> str | None:
+    """``mqtts://host:port``, with the CA file that pins the broker, or None (no broker).
+
+    Checked at start, so a typo stops the control plane instead of leaving every notice
+    pending behind a log line per publishing run.
+    """
+    if url is None:
+        return None
+    name = PREFIX + "MQTT_URL"
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "mqtts" or not parts.hostname or port is None:
+        raise ImproperlyConfigured(f"{name}={url!r}: write mqtts://host:port (TLS only)")
+    if parts.path not in {"", "/"} or parts.query or "@" in parts.netloc:
+        raise ImproperlyConfigured(f"{name}={url!r}: only host and port, no path or credentials")
+    if ca_file is None:
+        raise ImproperlyConfigured(
+            f"{name} is set but {PREFIX}MQTT_CA_FILE is not: the broker's CA must be pinned"
+        )
+    return url
+
+
 def _redacted(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:

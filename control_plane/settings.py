@@ -10,7 +10,12 @@ from pathlib import Path
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from control_plane.environment import Environment, parse_database_url
+from control_plane.environment import (
+    Environment,
+    check_mqtt_url,
+    parse_database_url,
+    parse_public_url,
+)
 
 # Admin and form classes are generic only in the stubs; this makes ``ModelAdmin[Device]`` run.
 django_stubs_ext.monkeypatch()
@@ -33,6 +38,40 @@ if SECRET_KEY is None:
 ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.items("CSRF_TRUSTED_ORIGINS", [])
 
+# Behind the TLS front (nginx, playbooks/roles/control_plane/templates/nginx.conf.j2).
+HTTPS = env.flag("HTTPS", False)
+"""Served to browsers and devices over HTTPS by a proxy that sets ``X-Forwarded-Proto``.
+
+Only true behind a proxy that overwrites that header on every request and is the only way to
+reach gunicorn (a Unix socket or loopback), or a client could claim a secure connection.
+"""
+PUBLIC_URL = parse_public_url(env.text("PUBLIC_URL"), https=HTTPS)
+"""``https://fleet.example.lan``: the origin admins and devices use; None: the request's own."""
+if PUBLIC_URL is not None and PUBLIC_URL not in CSRF_TRUSTED_ORIGINS:
+    CSRF_TRUSTED_ORIGINS.append(PUBLIC_URL)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+"""Health checks on the host itself talk to gunicorn's socket directly, without TLS."""
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = int(env.number("HSTS_SECONDS", 31_536_000 if HTTPS else 0))
+"""How long browsers refuse plain HTTP to this host after one HTTPS answer (0: no HSTS)."""
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.flag("HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env.flag("HSTS_PRELOAD", False)
+"""Asks browsers' built-in lists to carry the host: only for a public domain with a publicly
+trusted certificate, never for a name certified by the fleet's own CA, so off by default."""
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SILENCED_SYSTEM_CHECKS = (
+    ["security.W021"] if SECURE_HSTS_SECONDS and not SECURE_HSTS_PRELOAD else []
+)
+"""``check --deploy`` asks for HSTS preload, which a fleet CA's name cannot have (see above);
+leaving it off is the deliberate default, so that one warning says nothing here."""
+if SECURE_HSTS_SECONDS < 0:
+    raise ImproperlyConfigured("CONTROL_PLANE_HSTS_SECONDS must be 0 (off) or more")
+
 DATABASE_URL = env.text("DATABASE_URL")
 if DATABASE_URL is None:
     DEV_STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -54,6 +93,28 @@ HEARTBEAT_INTERVAL_S = env.number("HEARTBEAT_INTERVAL_S", 10.0)
 """How often devices report; a device is offline after two missed heartbeats plus 5 s."""
 HISTORY_RETENTION_DAYS = env.number("HISTORY_RETENTION_DAYS", 30.0)
 """How long ``manage.py prune_history`` keeps readings and events."""
+
+# The device-initiated channel (issue 11): MQTT notices and device client certificates.
+MQTT_CA_FILE = env.optional_path("MQTT_CA_FILE")
+"""The CA that signed the broker's certificate, which the control plane's publisher pins."""
+MQTT_URL = check_mqtt_url(env.text("MQTT_URL"), MQTT_CA_FILE)
+"""The broker devices subscribe to, ``mqtts://host:8883``; unset: no notices, heartbeats only."""
+DEVICE_CA_CERT_PATH = env.path("DEVICE_CA_CERT_PATH", DEV_STATE_DIR / "device-ca.pem")
+"""The CA that signs devices' MQTT client certificates; the broker trusts only it."""
+DEVICE_CA_KEY_PATH = env.path("DEVICE_CA_KEY_PATH", DEV_STATE_DIR / "device-ca-key.pem")
+"""Its private key (PEM, mode 0600), made by ``manage.py create_device_ca``."""
+DEVICE_CERT_DAYS = int(env.number("DEVICE_CERT_DAYS", 90))
+"""How long a device's client certificate is valid; devices renew at a third of it left."""
+NOTICE_BATCH = int(env.number("NOTICE_BATCH", 500))
+"""Notices the worker publishes per batch, and devices recomputed per transaction."""
+
+# Bounded telemetry (issue 11).
+READINGS_PER_HEARTBEAT_MAX = int(env.number("READINGS_PER_HEARTBEAT_MAX", 200))
+"""A heartbeat carrying more readings is answered 429, before anything is stored."""
+TELEMETRY_BYTES_PER_HOUR = int(env.number("TELEMETRY_BYTES_PER_HOUR", 4 * 1024 * 1024))
+"""Heartbeat bytes one device may send per hour; beyond it, 429 with ``Retry-After``."""
+READING_FUTURE_TOLERANCE_S = env.number("READING_FUTURE_TOLERANCE_S", 300.0)
+"""Readings dated further ahead of the control plane's clock than this are refused."""
 
 JOB_WORKERS = int(env.number("JOB_WORKERS", 1))
 """Jobs run at once per worker service; a native compile takes about 400 MB, so 1 by default."""
@@ -118,6 +179,8 @@ INSTALLED_APPS = [
     "control_plane.devices",
     "control_plane.plugins",
     "control_plane.rollouts",
+    "control_plane.notices",
+    "control_plane.blobs",
 ]
 
 MIDDLEWARE = [

@@ -7,9 +7,15 @@ from django.views.generic import RedirectView
 from control_plane.builds.api import urls as builds_api
 from control_plane.devices.api import urls as devices_api
 from control_plane.health import healthz
+from control_plane.notices.api import urls as notices_api
 from control_plane.plugins.api import urls as plugins_api
 
-device_api = [*devices_api.urlpatterns, *plugins_api.urlpatterns, *builds_api.urlpatterns]
+device_api = [
+    *devices_api.urlpatterns,
+    *plugins_api.urlpatterns,
+    *builds_api.urlpatterns,
+    *notices_api.urlpatterns,
+]
 """Each app serves its part of the device API from its own ``api/`` package."""
 
 urlpatterns = [

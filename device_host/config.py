@@ -7,6 +7,8 @@ message naming the key instead of surfacing later.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import logging
 import os
 import platform
 import socket
@@ -15,10 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 from device_host.errors import ConfigError
 
 ENV_PREFIX = "DEVICE_HOST_"
+LEGACY_KEYS = {"agent": frozenset({"agent_url"})}
+"""Keys older hosts' config files carry that no longer mean anything: ignored with a warning,
+so that upgrading the host does not stop a device at start-up (the push they configured is
+gone)."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,10 @@ class AgentConfig:
     """Empty: no control plane; the device runs what it accepted before."""
     enrollment_token: str = ""
     device_name: str = field(default_factory=socket.gethostname)
-    agent_url: str = ""
-    """How the control plane reaches this host; default ``http://<hostname>:<port>``."""
+    ca_file: Path | None = None
+    """The fleet CA bundle, the only issuer this device believes for the control plane's
+    HTTPS and the broker's MQTT over TLS (no system store). Needed for https:// and for the
+    notice channel; plain http:// is accepted only to a loopback address."""
     trusted_keys_dir: Path = Path("/etc/device-host/trusted-keys")
     heartbeat_interval_s: float = 10.0
     compile_locally: bool = field(default_factory=lambda: platform.machine() == "x86_64")
@@ -153,6 +163,9 @@ def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> H
 
 def _build_section(section: str, cls: Any, raw: dict[str, Any], environ: Mapping[str, str]) -> Any:
     hints = get_type_hints(cls)
+    for key in LEGACY_KEYS.get(section, frozenset()) & set(raw):
+        log.warning("[%s] %s is no longer used and is ignored; remove it", section, key)
+        raw = {k: v for k, v in raw.items() if k != key}
     unknown = set(raw) - set(hints)
     if unknown:
         raise ConfigError(f"unknown keys in [{section}]: {sorted(unknown)}")
@@ -211,6 +224,39 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     raise ConfigError(f"{name} must be {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
+def _validate_transport(agent: AgentConfig) -> None:
+    """HTTPS with the pinned fleet CA, or plain HTTP that never leaves this machine."""
+    url = agent.control_plane_url
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigError(f"[agent] control_plane_url {url!r} is not a URL") from None
+    if not parts.hostname:
+        raise ConfigError(f"[agent] control_plane_url {url!r} has no host")
+    if parts.scheme == "https" and agent.ca_file is None:
+        raise ConfigError(
+            f"[agent] control_plane_url {url} is HTTPS but [agent] ca_file is not set: "
+            "the device trusts only the fleet CA, never the system store"
+        )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(
+            f"[agent] control_plane_url {url} is plain HTTP to {parts.hostname}, which is not "
+            "a loopback address: device tokens would travel in clear; use https:// with "
+            "[agent] ca_file"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1 or localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _validate(config: HostConfig) -> None:
     if not 0 < config.server.port < 65536:
         raise ConfigError(f"[server] port {config.server.port} is not a TCP port")
@@ -235,6 +281,8 @@ def _validate(config: HostConfig) -> None:
             '[plugins] source = "signed" needs [agent] control_plane_url (http:// or https://); '
             'for unsigned plugins from a folder set source = "local"'
         )
+    if config.agent.control_plane_url:
+        _validate_transport(config.agent)
     if not 1 <= config.plugins.pool_size <= 16:
         raise ConfigError("[plugins] pool_size must be 1..16")
     if not 1 <= config.plugins.queue_limit <= 4096:

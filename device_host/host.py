@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
-import socket
 import time
 
 from device_host.agent import DeviceAgent
@@ -79,12 +77,8 @@ class DeviceHost:
                 config.plugins.dir, self.plugins, config.plugins.poll_interval_s
             )
         else:
-            agent_config = config.agent
-            if not agent_config.agent_url:
-                url = f"http://{socket.gethostname()}:{config.server.port}"
-                agent_config = dataclasses.replace(agent_config, agent_url=url)
             self.agent = self.source = DeviceAgent(
-                agent_config,
+                config.agent,
                 config.state.dir / "agent",
                 self.version,
                 self.plugins,

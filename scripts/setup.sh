@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(python3 python3-venv python3-dev build-essential curl ca-certificates chromium postgresql
-    systemd-container mmdebstrap openssh-client qemu-user-static)
+    systemd-container mmdebstrap openssh-client qemu-user-static nginx mosquitto mosquitto-clients nftables)
 VENV=.venv
 STAMP=$VENV/.setup-stamp
 

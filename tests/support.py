@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_PLUGINS = REPO / "tests" / "plugins"
@@ -131,7 +132,7 @@ class HostProcess:
         config_path.write_text(_toml(config))
         log = self.log_path.open("ab")
         argv = [sys.executable, "-m", "device_host", "serve", "-c", str(config_path)]
-        prepare, passed = _die_with_parent, ()
+        prepare, passed = die_with_parent, ()
         if self.listener is not None:
             argv = ["/bin/sh", "-c", 'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@"', "sh", *argv]
             prepare, passed = partial(_hand_over, self.listener.fileno()), (3,)
@@ -190,10 +191,10 @@ class HostProcess:
 def _hand_over(listening_fd: int) -> None:
     """In the child: the listening socket becomes fd 3, where systemd puts the first one."""
     os.dup2(listening_fd, 3)
-    _die_with_parent()
+    die_with_parent()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """A killed test run must not leave host processes behind (Linux PR_SET_PDEATHSIG)."""
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
@@ -327,10 +328,6 @@ class ControlPlaneProcess:
         return self.workdir / "trusted-keys"
 
     @property
-    def artifact_root(self) -> Path:
-        return self.workdir / "artifacts"
-
-    @property
     def signing_key_path(self) -> Path:
         return self.workdir / "signing-key.pem"
 
@@ -342,7 +339,6 @@ class ControlPlaneProcess:
             "CONTROL_PLANE_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "CONTROL_PLANE_DATABASE_URL": self.database_url
             or f"sqlite:///{self.workdir / 'control-plane.sqlite3'}",
-            "CONTROL_PLANE_ARTIFACT_ROOT": str(self.artifact_root),
             "CONTROL_PLANE_SIGNING_KEY_PATH": str(self.signing_key_path),
             "CONTROL_PLANE_HEARTBEAT_INTERVAL_S": "1",
             "CONTROL_PLANE_STATIC_ROOT": str(self.workdir / "static"),
@@ -370,6 +366,39 @@ class ControlPlaneProcess:
             f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
         )
         return done.stdout
+
+    def shell(self, code: str) -> Any:
+        """Runs ``code`` in ``manage.py shell``; it must set ``result`` (JSON-encodable)."""
+        program = f"import json\n{code}\nprint(json.dumps(result))"
+        return json.loads(self.manage("shell", "-c", program).strip().splitlines()[-1])
+
+    def read_blob(self, sha256: str) -> bytes:
+        """The stored (zstd) bytes of an artifact, as devices download them."""
+        path = self.workdir / f"blob-{sha256}"
+        self.shell(
+            "from pathlib import Path\nfrom control_plane.blobs.models import BlobChunk\n"
+            f"chunks = BlobChunk.objects.filter(blob_id={sha256!r}).order_by('index')\n"
+            f"result = Path({str(path)!r}).write_bytes(b''.join(bytes(c.data) for c in chunks))"
+        )
+        data = path.read_bytes()
+        path.unlink()
+        return data
+
+    def write_blob(self, sha256: str, data: bytes) -> None:
+        """Replaces an artifact's stored bytes in the database: a compromised or failing
+        store, which devices must catch by the signed digest and size."""
+        path = self.workdir / f"blob-{sha256}"
+        path.write_bytes(data)
+        self.shell(
+            "from pathlib import Path\nfrom control_plane.blobs.models import Blob, BlobChunk\n"
+            f"data = Path({str(path)!r}).read_bytes()\n"
+            f"blob = Blob.objects.get(pk={sha256!r})\n"
+            "BlobChunk.objects.filter(blob=blob).delete()\n"
+            "BlobChunk.objects.create(blob=blob, index=0, data=data)\n"
+            "blob.size, blob.chunk_count = len(data), 1\n"
+            "blob.save()\nresult = len(data)"
+        )
+        path.unlink()
 
     def set_up(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -407,7 +436,7 @@ class ControlPlaneProcess:
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         wait_until(lambda: _answers(self.url + "/admin/login/"), timeout, "the control plane")
         if self.worker:
@@ -435,7 +464,7 @@ class ControlPlaneProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
         def running() -> bool:

@@ -1,32 +1,42 @@
-"""Time from approving a new version to every device of a local fleet serving it, in both modes.
+"""Time from approving a new version to every device of a local fleet serving it, told by a
+notice over MQTT, against heartbeats alone, in the same run.
 
 A control plane (gunicorn with ``gunicorn_timed.conf.py`` and its job worker, ``manage.py
-qcluster``) and ``--devices`` device hosts in signed mode on loopback, each device with a
-compiled cache of its own. hello 1.0.0 is rolled out first; then, while every device's
+qcluster``), a Mosquitto over TLS configured by the broker role's templates
+(``tests/servers_mqtt.py``: its own server CA, clients' certificates from the control plane's
+device CA, ``manage.py create_device_ca``) and ``--devices`` device hosts in signed mode on
+loopback, each with a compiled cache of its own and ``[agent] ca_file`` = the broker's server
+CA, so each gets its MQTT client certificate at enrollment and subscribes to its own topic.
+Devices and control plane use the same heartbeat interval (``--heartbeat-interval``, 10 s
+as in production). hello 1.0.0 is rolled out first; then, while every device's
 ``/plugins/hello/`` is polled every 50 ms, two versions are published as ``scripts/publish``
 does (``manage.py publish_plugin <folder> --assign all``: upload, wait for the background
-check, approve and sign, assign and push):
+check, approve and sign, assign):
 
-* **delivered** (the default): hello 2.0.0. The worker's check compiles it natively and keeps
-  that as the x86_64 class's artifact; approval signs it; devices download the compiled
-  artifact and deserialize it.
-* **baseline** (how it was before): the x86_64 class is disabled first, so no artifact
-  matches the devices' engine key; hello 3.0.0 reaches them as a component and each
-  compiles it itself.
+* **notice**: hello 2.0.0. The worker writes the desired states and their outbox rows in one
+  transaction, then publishes "desired state N is ready" (QoS 1, retained); each device's
+  notice makes its next heartbeat due now, and that heartbeat's answer carries the envelope.
+* **heartbeat** (the baseline): the broker is stopped and the control plane restarted
+  without ``CONTROL_PLANE_MQTT_URL``; hello 3.0.0 reaches the devices with their next
+  regular heartbeat (what a fleet without the channel, or with the broker down, gets).
 
-The split comes from what each side leaves behind, without touching the code it measures:
+Both ship the worker's compiled x86_64 artifact, so the devices only deserialize it. The
+split comes from what each side leaves behind, without touching the code it measures:
 
-* upload, sign, assign: the publish command's log ("uploaded …", "approved … signed",
-  "new desired state …"); push: its "pushed desired state to device … (202)" lines;
+* upload, sign: the publish command's log ("uploaded …", "approved … signed");
 * queue wait and check: the worker's log ("processing check …", "checked …"); each
   class's compile time and peak RSS from its ``CompiledArtifact`` row;
-* download: the file the device wrote (the compiled artifact in its compiled cache, or the
-  component in ``state/agent/artifacts/``) from its birth time (the ``.download-*`` file
-  is renamed, so it is the same inode) to its last write (mtime);
+* desired states written: the first "new desired state for N device(s)" line after the
+  command started (worker or command log); notice published: the device's outbox row's
+  ``published_at`` (set once the broker acknowledged it: PUBACK);
+* fetch: from the notice published (heartbeat: from the desired state written) to the
+  download file's birth: the notice on the wire, the early heartbeat and its answer
+  (heartbeat: the wait for the next regular heartbeat);
+* download: the compiled artifact in the device's compiled cache, from its birth time (the
+  ``.download-*`` file is renamed, so it is the same inode) to its last write (mtime);
 * verify: from the last write to the start of the load (fsync, size and SHA-256, rename);
-* load: the device's "… is serving (sha256 …, delivered compiled artifact | compiled here
-  in N ms)": deserialize, contract check, instantiate and self-check; when the device
-  compiles, split where its ``.cwasm`` was last written;
+* load: the device's "… is serving (sha256 …, delivered compiled artifact in N ms)":
+  deserialize, contract check, instantiate and self-check;
 * swap: from that line to the first poll answering the new version.
 """
 
@@ -64,28 +74,64 @@ from common import (
 )
 
 from fleet_common.manifest import load_manifest
-from tests.support import ControlPlaneProcess, HostProcess, _die_with_parent, http_get, wait_until
+from tests.servers_mqtt import Mosquitto
+from tests.support import ControlPlaneProcess, HostProcess, die_with_parent, http_get, wait_until
 
+CHANNELS = ("notice", "heartbeat")
 MODES = ("delivered", "baseline")
+"""How the other benches install: the worker's compiled artifact, or every device compiling."""
 NATIVE_CLASS = "x86_64"
+HEARTBEAT_INTERVAL_S = 10.0
+"""The production default, on the device and the control plane alike."""
 
 
 @dataclass
 class TimedControlPlane(ControlPlaneProcess):
     """The tests' control plane, served with the production gunicorn settings and a timed
-    access log, and never with a compiled cache (every version compiles, as in production)."""
+    access log, never with a compiled cache (every version compiles, as in production),
+    with a device CA and a broker: ``set_channel("heartbeat")`` stops the broker and
+    restarts the application without it."""
+
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
+    broker: Mosquitto | None = None
+    notices: bool = True
+    """Whether the application is told about the broker (``CONTROL_PLANE_MQTT_URL``)."""
+
+    @property
+    def device_ca_cert(self) -> Path:
+        return self.workdir / "device-ca.pem"
+
+    @property
+    def ca_bundle(self) -> Path:
+        """What devices pin: the broker's server CA (the control plane is loopback HTTP)."""
+        return self.workdir / "broker" / "broker-ca.pem"
 
     def env(self) -> dict[str, str]:
         env = super().env()
         env.pop("CONTROL_PLANE_COMPILED_CACHE_DIR", None)
         env["CONTROL_PLANE_LOG_LEVEL"] = "INFO"
+        env["CONTROL_PLANE_HEARTBEAT_INTERVAL_S"] = str(self.heartbeat_interval_s)
+        env["CONTROL_PLANE_DEVICE_CA_CERT_PATH"] = str(self.device_ca_cert)
+        env["CONTROL_PLANE_DEVICE_CA_KEY_PATH"] = str(self.workdir / "device-ca-key.pem")
+        if self.notices and self.broker is not None:
+            env["CONTROL_PLANE_MQTT_URL"] = self.broker.url
+            env["CONTROL_PLANE_MQTT_CA_FILE"] = str(self.broker.server_ca_file)
         return env
 
     @property
     def access_log(self) -> Path:
         return self.workdir / "access.log"
 
+    def set_up(self) -> None:
+        super().set_up()
+        self.manage("create_device_ca")
+        broker_dir = self.workdir / "broker"
+        broker_dir.mkdir(exist_ok=True)
+        self.broker = Mosquitto(broker_dir, device_ca_file=self.device_ca_cert)
+
     def start(self, timeout: float = 60.0) -> None:
+        if self.notices and self.broker is not None:
+            self.broker.start()
         log = (self.workdir / "control-plane.log").open("ab")
         self.process = subprocess.Popen(
             [
@@ -96,16 +142,31 @@ class TimedControlPlane(ControlPlaneProcess):
                 "control_plane.wsgi",
             ],
             env=self.env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
         wait_until(lambda: _answers(self.url + "/admin/login/"), timeout, "the control plane")
         self.start_worker()
+
+    def set_channel(self, channel: str) -> None:
+        """notice: the broker up and the application publishing to it; heartbeat: the
+        broker stopped and the application restarted without it."""
+        wanted = channel == "notice"
+        if wanted != self.notices:
+            self.stop()
+            self.notices = wanted
+            self.start()
 
     def set_mode(self, mode: str) -> None:
         """delivered: the native class compiles each upload; baseline: it does not, so no
         artifact matches an x86_64 device and it compiles for itself."""
         switch = "--enable" if mode == "delivered" else "--disable"
         self.manage("device_class", NATIVE_CLASS, switch)
+
+    def stop(self) -> None:
+        """Stops the application and the broker."""
+        super().stop()
+        if self.broker is not None:
+            self.broker.stop()
 
 
 def _answers(url: str) -> bool:
@@ -115,8 +176,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def signed_host(workdir: Path, control_plane: ControlPlaneProcess, token: str) -> HostProcess:
-    """As tests/fleet/conftest.py builds them: its own compiled cache, may compile for itself."""
+def signed_host(workdir: Path, control_plane: TimedControlPlane, token: str) -> HostProcess:
+    """As tests/fleet/conftest.py builds them (its own compiled cache), pinning the broker's
+    CA for the notice channel, on the control plane's heartbeat interval."""
     host = HostProcess(workdir=workdir, compiled_dir=workdir / "compiled")
     host.settings = {
         "plugins": {"source": "signed"},
@@ -124,13 +186,21 @@ def signed_host(workdir: Path, control_plane: ControlPlaneProcess, token: str) -
             "control_plane_url": control_plane.url,
             "enrollment_token": token,
             "device_name": workdir.name,
-            "agent_url": host.url,
+            "ca_file": str(control_plane.ca_bundle),
             "trusted_keys_dir": str(control_plane.trusted_keys_dir),
-            "heartbeat_interval_s": 1.0,
+            "heartbeat_interval_s": control_plane.heartbeat_interval_s,
             "compile_locally": True,
         },
     }
     return host
+
+
+def channels_connected(devices: list[HostProcess]) -> bool:
+    """Whether every device's notice channel is subscribed (its ``/healthz`` says so)."""
+    return all(
+        device.healthz()["agent"]["channel"]["state"] == "connected"  # type: ignore[index]
+        for device in devices
+    )
 
 
 @dataclass
@@ -183,10 +253,10 @@ def main() -> None:
     exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=5)
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per rollout")
     parser.add_argument(
-        "--alone-runs", type=int, default=3, help="hyperfine runs of one compile alone (0: skip)"
+        "--heartbeat-interval", type=float, default=HEARTBEAT_INTERVAL_S, help="seconds"
     )
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per rollout")
     args = parser.parse_args()
 
     work = WORK / "delivery"
@@ -195,16 +265,18 @@ def main() -> None:
     print("building hello 1.0.0, 2.0.0 and 3.0.0")
     v1 = build_variant("hello", "hello-v1")
     versions = {
-        "delivered": build_variant(
+        "notice": build_variant(
             "hello", "hello-v2", replace={"version 1": "version 2"}, version="2.0.0"
         ),
-        "baseline": build_variant(
+        "heartbeat": build_variant(
             "hello", "hello-v3", replace={"version 1": "version 3"}, version="3.0.0"
         ),
     }
-    markers = {"delivered": "hello from version 2", "baseline": "hello from version 3"}
+    markers = {"notice": "hello from version 2", "heartbeat": "hello from version 3"}
 
-    control_plane = TimedControlPlane(work / "control-plane")
+    control_plane = TimedControlPlane(
+        work / "control-plane", heartbeat_interval_s=args.heartbeat_interval
+    )
     devices: list[HostProcess] = []
     runs: dict[str, dict[str, object]] = {}
     try:
@@ -218,7 +290,7 @@ def main() -> None:
         for device in devices:
             device.start()
 
-        print("rolling out hello 1.0.0 (delivered) and waiting for every device")
+        print("rolling out hello 1.0.0 and waiting for every device")
         started = time.monotonic()
         control_plane.manage("publish_plugin", str(v1), "--assign", "all")
         pollers = Pollers(devices, "/plugins/hello/", "hello from version 1")
@@ -226,33 +298,29 @@ def main() -> None:
         wait_until(pollers.done, args.timeout, "every device serving hello 1.0.0")
         pollers.stop()
         v1_s = time.monotonic() - started
+        wait_until(lambda: channels_connected(devices), 120, "every notice channel connected")
 
-        for mode in MODES:
-            control_plane.set_mode(mode)
+        for mode in CHANNELS:
+            control_plane.set_channel(mode)
             print(f"{mode}: publishing {versions[mode].name} --assign all")
             runs[mode] = roll_out(
                 control_plane, devices, versions[mode], mode, "/plugins/hello/",
                 markers[mode], work, args.timeout,
             )  # fmt: skip
-        control_plane.set_mode("delivered")
-        time.sleep(3)  # a few more heartbeats for the wire figures
-        wire = wire_sizes(control_plane, devices, runs)
+        time.sleep(2 * args.heartbeat_interval)  # unchanged heartbeats for the wire figures
+        wire = wire_sizes(control_plane, devices, runs["heartbeat"])
     finally:
         for device in devices:
             device.stop()
         control_plane.stop()
 
-    alone = None
-    if args.alone_runs > 0:
-        print("compiling hello 3.0.0 alone, for comparison")
-        alone = compile_alone(component_of(versions["baseline"]), args.alone_runs)
     data = {
         "machine": machine(),
         "load_before": os.getloadavg(),
         "devices": args.devices,
+        "heartbeat_interval_s": args.heartbeat_interval,
         "v1_rollout_s": round(v1_s, 1),
         "runs": runs,
-        "compile_alone": alone,
         "wire": wire,
     }
     (WORK / "wire-measured.json").write_text(json.dumps(wire, indent=2) + "\n")
@@ -288,8 +356,9 @@ def roll_out(
         pollers.stop()
     cpu = meter.stop()
     label = f"{manifest.name} {manifest.version}"
-    worker = worker_times(control_plane, label)
+    worker = worker_times(control_plane, label, float(publish["started"]))  # type: ignore[arg-type]
     rows = artifact_rows(control_plane, manifest.name, manifest.version)
+    published = notices_published(control_plane) if mode == "notice" else {}
     lines: list[str] = publish["lines"]  # type: ignore[assignment]
     steps = {
         "started": publish["started"],
@@ -297,10 +366,10 @@ def roll_out(
         "check_started": worker["check_started"],
         "checked": worker["checked"],
         "approved": _first(lines, f"approved {label} "),
-        "desired": _first(lines, "new desired state"),
+        "desired": _first(lines, "new desired state for") or worker["desired"],
     }
     per_device = [
-        device_phases(device, index, pollers, steps, lines, label, sha256, mode)
+        device_phases(device, index, pollers, steps, published, label, sha256)
         for index, device in enumerate(devices)
     ]
     return {
@@ -322,13 +391,34 @@ def _first(lines: list[str], text: str) -> float | None:
     return next((log_time(line) for line in lines if text in line), None)
 
 
-def worker_times(control_plane: ControlPlaneProcess, label: str) -> dict[str, float | None]:
-    """When the worker started the version's check and when it recorded its verdict."""
+def worker_times(
+    control_plane: ControlPlaneProcess, label: str, since: float = 0.0
+) -> dict[str, float | None]:
+    """When the worker started the version's check, recorded its verdict, and (after
+    ``since``) first wrote new desired states."""
     lines = [line for line in control_plane.worker_log().splitlines() if log_time(line)]
+    later = [line for line in lines if (log_time(line) or 0.0) >= since]
     return {
         "check_started": _first(lines, f"processing check {label} "),
         "checked": _first(lines, f"checked {label}: "),
+        "desired": _first(later, "new desired state for"),
     }
+
+
+NOTICE_QUERY = """
+from control_plane.notices.models import DesiredNotice
+result = {
+    n.device.name: [n.published_at and n.published_at.timestamp(), n.published_sequence,
+                    n.sequence]
+    for n in DesiredNotice.objects.select_related("device")
+}
+"""
+
+
+def notices_published(control_plane: ControlPlaneProcess) -> dict[str, float | None]:
+    """Per device name, when the broker acknowledged its newest notice (None: pending)."""
+    rows = control_plane.shell(NOTICE_QUERY)
+    return {name: (at if done >= wanted else None) for name, (at, done, wanted) in rows.items()}
 
 
 ARTIFACT_QUERY = """
@@ -376,13 +466,11 @@ def device_phases(
     index: int,
     pollers: Pollers,
     steps: dict[str, object],
-    lines: list[str],
+    published: dict[str, float | None],
     label: str,
     sha256: str,
-    mode: str,
 ) -> dict[str, object]:
     name = device.workdir.name
-    pushed = _first(lines, f"pushed desired state to device {name} ")
     serving, load_ms, how = None, None, None
     pattern = re.compile(rf"{re.escape(label)} is serving \(sha256 \w+, (.*) in (\d+) ms\)")
     for line in device.log().splitlines():
@@ -390,15 +478,9 @@ def device_phases(
         if match:
             serving, how, load_ms = log_time(line), match.group(1), int(match.group(2))
     compiled = _compiled_file(device, sha256)
-    if mode == "delivered":
-        downloaded = _birth_and_mtime(compiled) if compiled is not None else None
-        compiled_at = None
-    else:
-        downloaded = _birth_and_mtime(
-            device.workdir / "state" / "agent" / "artifacts" / f"{sha256}.wasm"
-        )
-        compiled_at = compiled.stat().st_mtime if compiled is not None else None
+    downloaded = _birth_and_mtime(compiled) if compiled is not None else None
     load_start = serving - load_ms / 1000 if serving is not None and load_ms is not None else None
+    noticed = published.get(name)
     seen = pollers.serving[index]
 
     def span(a: object, b: object) -> int | None:
@@ -407,55 +489,17 @@ def device_phases(
     return {
         "device": name,
         "how": how,
-        "push_ms": span(steps["desired"], pushed),
-        "wait_ms": span(pushed, downloaded and downloaded[0]),
+        "notice_ms": span(steps["desired"], noticed),
+        "fetch_ms": span(noticed or steps["desired"], downloaded and downloaded[0]),
         "download_ms": span(downloaded and downloaded[0], downloaded and downloaded[1]),
         "verify_ms": span(downloaded and downloaded[1], load_start),
         "load_ms": load_ms,
-        "compile_ms": span(load_start, compiled_at),
-        "check_instantiate_ms": span(compiled_at, serving) if compiled_at else load_ms,
         "swap_ms": span(serving, seen),
+        "from_desired_ms": span(steps["desired"], seen),
         "from_approval_ms": span(steps["checked"], seen),
         "from_upload_ms": span(steps["started"], seen),
         "polls": pollers.polls[index],
         "poll_errors": pollers.errors[index],
-    }
-
-
-def compile_alone(wasm: Path, runs: int) -> dict[str, object]:
-    """One compile with the machine to itself: hyperfine for the time, time -v for memory."""
-    scratch = WORK / "compile-alone"
-    export = WORK / "compile-alone.hyperfine.json"
-    command = f"{sys.executable} {REPO / 'bench' / 'fleet' / 'compile_once.py'} {wasm} {scratch}"
-    wait_for_quiet()
-    meter = CpuMeter()
-    subprocess.run(
-        ["hyperfine", "--runs", str(runs), "--prepare", f"rm -rf {scratch}",
-         "--export-json", str(export), command],
-        check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
-    cpu = meter.stop()
-    timing = json.loads(export.read_text())["results"][0]
-    shutil.rmtree(scratch, ignore_errors=True)
-    done = subprocess.run(
-        ["/usr/bin/time", "-v", *command.split()],
-        check=True, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    shutil.rmtree(scratch, ignore_errors=True)
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-    inside = re.search(r"compiled in (\d+) ms", done.stdout)
-    cpu_s = sum(
-        float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", done.stderr)
-    )
-    return {
-        "runs": runs,
-        "process_mean_s": round(timing["mean"], 2),
-        "process_min_s": round(timing["min"], 2),
-        "process_max_s": round(timing["max"], 2),
-        "compile_ms": int(inside.group(1)) if inside else None,
-        "max_rss_mib": round(int(rss.group(1)) / 1024) if rss else None,
-        "cpu_s": round(cpu_s, 1),
-        "others_pct": cpu["others_pct"],
     }
 
 
@@ -519,34 +563,34 @@ def _download_bytes(control_plane: TimedControlPlane, token: str, path: str) -> 
 def wire_sizes(
     control_plane: TimedControlPlane,
     devices: list[HostProcess],
-    runs: dict[str, dict],  # type: ignore[type-arg]
+    run: dict[str, object],
 ) -> dict[str, object]:
-    """Bytes of an update (the component and the compiled artifact) and of a heartbeat."""
+    """Bytes of an update (the component and the compiled artifact of ``run``'s version, which
+    the devices' desired state names) and of an unchanged heartbeat."""
     token = _device_token(devices[0])
-    baseline, delivered = runs["baseline"], runs["delivered"]
-    body, headers = _download_bytes(control_plane, token, f"/api/v1/artifacts/{baseline['sha256']}")
-    native = next(a for a in delivered["artifacts"] if a["class"] == NATIVE_CLASS)
+    body, headers = _download_bytes(control_plane, token, f"/api/v1/artifacts/{run['sha256']}")
+    artifacts: list[dict] = run["artifacts"]  # type: ignore[assignment,type-arg]
+    native = next(a for a in artifacts if a["class"] == NATIVE_CLASS)
     compiled_body, compiled_headers = _download_bytes(
         control_plane, token, f"/api/v1/compiled/{native['sha256']}"
     )
-    code = (
-        "from control_plane.devices.models import Device; import json; "
-        "print(json.dumps([len(d.desired_envelope.encode()) for d in Device.objects.all()]))"
+    envelopes = control_plane.shell(
+        "from control_plane.devices.models import Device\n"
+        "result = [len(d.desired_envelope.encode()) for d in Device.objects.all()]"
     )
-    envelopes = json.loads(control_plane.manage("shell", "-c", code).strip().splitlines()[-1])
     beats = [
         e
         for e in _access(control_plane)
         if e["path"] == "/api/v1/heartbeat" and e["status"] == "200"
-    ][-5 * len(devices) :]
+    ][-len(devices) :]
     return {
-        "raw_component_bytes": baseline["component_bytes"],
+        "raw_component_bytes": run["component_bytes"],
         "artifact_body_bytes": body,
         "artifact_headers_bytes": headers,
         "compiled_raw_bytes": native["size"],
         "compiled_body_bytes": compiled_body,
         "compiled_headers_bytes": compiled_headers,
-        "push_body_bytes": max(envelopes),
+        "envelope_bytes": max(envelopes),
         "heartbeat_request_body_bytes": statistics.median(int(str(e["length"])) for e in beats),
         "heartbeat_answer_body_bytes": statistics.median(int(str(e["bytes"])) for e in beats),
         "heartbeats_sampled": len(beats),
@@ -561,7 +605,7 @@ def ms(value: object) -> str:
 
 
 def ms_or_dash(value: object) -> str:
-    """A step that did not happen in this mode (no compile on a device that gets one)."""
+    """A step that did not happen in this mode (no notice without a broker)."""
     return "-" if value is None else ms(value)
 
 
@@ -576,11 +620,16 @@ def _span(steps: dict[str, object], a: str, b: str) -> int | None:
     return round((float(steps[b]) - float(steps[a])) * 1000)  # type: ignore[arg-type]
 
 
+def _last(devices: list[dict], key: str) -> int | None:  # type: ignore[type-arg]
+    """The slowest device's figure; None unless every device has one."""
+    known = [d[key] for d in devices if d[key] is not None]
+    return max(known) if known and len(known) == len(devices) else None
+
+
 def step_rows(run: dict) -> dict[str, float | None]:  # type: ignore[type-arg]
     """One rollout as named steps in ms (per-device steps as medians over the devices)."""
     steps, devices = run["steps"], run["per_device"]
     native = [a for a in run["artifacts"] if a["class"] == NATIVE_CLASS]
-    last = max((d["from_approval_ms"] or 0) for d in devices)
     return {
         "upload (command start → stored)": _span(steps, "started", "uploaded"),
         "queue wait (stored → worker starts the check)": _span(steps, "uploaded", "check_started"),
@@ -593,50 +642,44 @@ def step_rows(run: dict) -> dict[str, float | None]:  # type: ignore[type-arg]
         "sign (checked → approved, release + artifacts signed)": _span(
             steps, "checked", "approved"
         ),
-        "assign (approved → new desired states signed)": _span(steps, "approved", "desired"),
-        "push, median": _median([d["push_ms"] for d in devices]),
-        "wait (202 → download starts), median": _median([d["wait_ms"] for d in devices]),
+        "assign (approved → new desired states written)": _span(steps, "approved", "desired"),
+        "notice (written → broker's PUBACK), median": _median([d["notice_ms"] for d in devices]),
+        "fetch (→ download starts), median": _median([d["fetch_ms"] for d in devices]),
         "download, median": _median([d["download_ms"] for d in devices]),
         "verify, median": _median([d["verify_ms"] for d in devices]),
-        "compile on the device, median": _median([d["compile_ms"] for d in devices]),
         "deserialize + check + instantiate + self-check, median": _median(
-            [d["check_instantiate_ms"] for d in devices]
+            [d["load_ms"] for d in devices]
         ),
         "swap (serving line → first poll), median": _median([d["swap_ms"] for d in devices]),
-        "**approval (checked) → last device serving**": last or None,
-        "**publish command start → last device serving**": max(
-            (d["from_upload_ms"] or 0) for d in devices
-        )
-        or None,
+        "desired states written → last device serving": _last(devices, "from_desired_ms"),
+        "**approval (checked) → last device serving**": _last(devices, "from_approval_ms"),
+        "**publish command start → last device serving**": _last(devices, "from_upload_ms"),
     }
 
 
 def comparison(runs: dict) -> Table:  # type: ignore[type-arg]
-    delivered, baseline = step_rows(runs["delivered"]), step_rows(runs["baseline"])
+    notice, heartbeat = step_rows(runs["notice"]), step_rows(runs["heartbeat"])
     rows = []
-    for name, value in delivered.items():
-        other = baseline[name]
+    for name, value in notice.items():
+        other = heartbeat[name]
         ratio = f"{other / value:.1f}x" if value and other and name.startswith("**") else ""
         rows.append([name, ms_or_dash(value), ms_or_dash(other), ratio])
-    return Table(
-        ["step (ms)", "delivered", "baseline (devices compile)", "baseline / delivered"], rows
-    )
+    return Table(["step (ms)", "notice", "heartbeat only", "heartbeat / notice"], rows)
 
 
 def device_table(run: dict) -> Table:  # type: ignore[type-arg]
     rows = [
         [
-            d["device"], ms(d["push_ms"]), ms(d["wait_ms"]), ms(d["download_ms"]),
-            ms(d["verify_ms"]), ms(d["compile_ms"]) if d["compile_ms"] is not None else "-",
-            ms(d["check_instantiate_ms"]), ms(d["swap_ms"]), ms(d["from_approval_ms"]),
-            ms(d["from_upload_ms"]),
+            d["device"], ms_or_dash(d["notice_ms"]), ms(d["fetch_ms"]), ms(d["download_ms"]),
+            ms(d["verify_ms"]), ms(d["load_ms"]), ms(d["swap_ms"]), ms(d["from_desired_ms"]),
+            ms(d["from_approval_ms"]),
         ]
         for d in run["per_device"]
     ]  # fmt: skip
     return Table(
         [
-            "device", "push", "wait", "download", "verify", "compile", "load + self-check",
-            "swap", "approval→serving", "publish→serving",
+            "device", "notice", "fetch", "download", "verify", "load + self-check", "swap",
+            "written→serving", "approval→serving",
         ],
         rows,
     )  # fmt: skip
@@ -661,37 +704,38 @@ def run_notes(run: dict) -> str:  # type: ignore[type-arg]
 
 
 def markdown(data: dict) -> str:  # type: ignore[type-arg]
-    runs, alone = data["runs"], data["compile_alone"]
-    alone_text = (
-        ""
-        if alone is None
-        else f"* one compile of hello 3.0.0 alone (hyperfine, {alone['runs']} runs, whole "
-        f"process): {alone['process_mean_s']} s (min {alone['process_min_s']}, max "
-        f"{alone['process_max_s']}); inside {ms(alone['compile_ms'])} ms; CPU {alone['cpu_s']} "
-        f"s, peak RSS {alone['max_rss_mib']} MiB; others {alone['others_pct']:.0f} %\n"
-    )
+    runs, wire = data["runs"], data["wire"]
     return (
-        f"### Approval to every device serving, {data['devices']} device hosts\n\n"
-        f"{machine_line(data['machine'])}. One control plane (gunicorn + job worker) and "
-        f"{data['devices']} device hosts (signed mode, each its own compiled cache) on "
-        f"loopback, all on these {data['machine']['cores']} cores. hello 1.0.0 was rolled "
-        f"out first ({data['v1_rollout_s']} s); then `publish_plugin <folder> --assign all` "
-        f"of hello 2.0.0 (delivered: the worker compiles, devices deserialize) and of hello "
-        f"3.0.0 with the x86_64 class disabled (baseline: every device compiles).\n\n"
-        f"* delivered: {run_notes(runs['delivered'])}\n"
-        f"* baseline: {run_notes(runs['baseline'])}\n"
-        f"{alone_text}\n"
+        f"### Approval to every device serving, {data['devices']} device hosts: notice vs "
+        f"heartbeat only\n\n"
+        f"{machine_line(data['machine'])}. One control plane (gunicorn + job worker), "
+        f"Mosquitto over TLS (client certificates from the device CA) and {data['devices']} "
+        f"device hosts (signed mode, each its own compiled cache) on loopback, all on these "
+        f"{data['machine']['cores']} cores; heartbeat interval {data['heartbeat_interval_s']:g} "
+        f"s on both sides. hello 1.0.0 was rolled out first ({data['v1_rollout_s']} s); then "
+        f"`publish_plugin <folder> --assign all` of hello 2.0.0 with the broker (notice: the "
+        f"worker publishes, each device's next heartbeat is due at once) and of hello 3.0.0 "
+        f"with the broker stopped and the control plane restarted without it (heartbeat only: "
+        f"devices learn at their next regular heartbeat). Both deliver the worker's compiled "
+        f"artifact.\n\n"
+        f"* notice: {run_notes(runs['notice'])}\n"
+        f"* heartbeat only: {run_notes(runs['heartbeat'])}\n"
+        f"* an unchanged heartbeat: {wire['heartbeat_request_body_bytes']:,.0f} bytes up, "
+        f"{wire['heartbeat_answer_body_bytes']:,.0f} bytes down (bodies, median of the last "
+        f"{wire['heartbeats_sampled']}); the envelope when changed: "
+        f"{wire['envelope_bytes']:,} bytes\n\n"
         f'"approval" is the moment the check\'s verdict was recorded (the earliest an '
         f"approver can approve; `publish_plugin` approves within 0.1 s of it). Per device: "
-        f"push: new desired states → the device's 202; wait: → the download file created; "
-        f"download: → its last write; verify: → the load starts; compile (baseline): → the "
-        f"device's `.cwasm` written; load: the rest of the device's own figure; swap: serving "
-        f"line → first poll (every 50 ms) answering the new version (the line is logged just "
-        f"after the swap, so a poll can beat it and the figure goes negative).\n\n"
+        f"notice: desired states written → the broker acknowledged the device's notice "
+        f"(`published_at`); fetch: → the download file created (the notice delivered, the "
+        f"early heartbeat and its answer with the envelope; heartbeat only: from the write, "
+        f"the wait for the next heartbeat); download: → its last write; verify: → the load "
+        f"starts; load: the device's own figure; swap: serving line → first poll (every 50 "
+        f"ms) answering the new version (the line is logged just after the swap, so a poll "
+        f"can beat it and the figure goes negative).\n\n"
         f"{comparison(runs).markdown()}\n\n"
-        f"Per device, delivered (ms):\n\n{device_table(runs['delivered']).markdown()}\n\n"
-        f"Per device, baseline (ms; compile: load start → its `.cwasm` written):\n\n"
-        f"{device_table(runs['baseline']).markdown()}\n"
+        f"Per device, notice (ms):\n\n{device_table(runs['notice']).markdown()}\n\n"
+        f"Per device, heartbeat only (ms):\n\n{device_table(runs['heartbeat']).markdown()}\n"
     )
 
 

@@ -247,7 +247,6 @@ def old_summary(device: Any, now: Any) -> dict[str, Any]:
             for plugin in device.reported_plugins
         ],
         "last_reading": device.last_reading,
-        "agent_url": device.agent_url,
     }
 
 

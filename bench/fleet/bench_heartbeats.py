@@ -43,7 +43,7 @@ from common import (
     write_results,
 )
 
-from tests.support import _die_with_parent, free_port, wait_until
+from tests.support import die_with_parent, free_port, wait_until
 
 PLUGINS = (("hello", "tests"), ("dashboard", "plugins"), ("thermostat", "plugins"))
 
@@ -58,6 +58,14 @@ def main() -> None:
     parser.add_argument("--readings", default="0,5,20", help="readings per heartbeat")
     parser.add_argument(
         "--health", default="0", help="health entries per heartbeat (0 to 3), e.g. 0,3"
+    )
+    parser.add_argument(
+        "--servers", default="1", help="app servers (gunicorn instances) to spread over, e.g. 1,2"
+    )
+    parser.add_argument(
+        "--answers",
+        default="conditional",
+        help="conditional (heartbeats report their sequence) and/or full (they do not)",
     )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
@@ -75,31 +83,48 @@ def main() -> None:
     seeded_s = time.monotonic() - started
     settings = postgres_settings(env, log) if args.database != "sqlite" else {}
 
-    port = free_port()
     runs = []
-    server = start_gunicorn(env, port, state / "gunicorn.log")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for readings in [int(n) for n in args.readings.split(",")]:
-            for entries in [int(n) for n in args.health.split(",")]:
-                report = write_report(state, plugins, entries)
-                sizes = heartbeat_sizes(url, state, plugins, readings, entries)
-                wait_for_quiet()
-                wrk(url, state, readings, report, args, args.warmup)
-                before = count_readings(env, log)
-                probe_ms = speed_probe()
-                meter = CpuMeter(names=("postgres",))
-                result = wrk(url, state, readings, report, args, args.duration)
-                result["cpu"] = meter.stop()
-                result["speed_probe_ms"] = probe_ms
-                stored = count_readings(env, log) - before
-                result.update(readings=readings, health=entries, sizes=sizes)
-                result["stored_readings"] = stored
-                runs.append(result)
-                print(summary_line(result))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+    for servers in [int(n) for n in args.servers.split(",")]:
+        ports = [free_port() for _ in range(servers)]
+        started_servers = []
+        try:
+            for index, port in enumerate(ports):
+                started_servers.append(start_gunicorn(env, port, state / f"gunicorn-{index}.log"))
+            urls = [f"http://127.0.0.1:{port}" for port in ports]
+            for readings in [int(n) for n in args.readings.split(",")]:
+                for entries in [int(n) for n in args.health.split(",")]:
+                    for answers in args.answers.split(","):
+                        report = write_report(state, plugins, entries)
+                        conditional = answers == "conditional"
+                        sizes = heartbeat_sizes(
+                            urls[0], state, plugins, readings, entries, conditional
+                        )
+                        wait_for_quiet()
+                        wrk(urls, state, readings, report, args, args.warmup, conditional)
+                        before = count_readings(env, log)
+                        probe_ms = speed_probe()
+                        meter = CpuMeter(names=("postgres",))
+                        result = wrk(
+                            urls, state, readings, report, args, args.duration, conditional
+                        )
+                        result["cpu"] = meter.stop()
+                        result["speed_probe_ms"] = probe_ms
+                        stored = count_readings(env, log) - before
+                        result.update(
+                            readings=readings,
+                            health=entries,
+                            servers=servers,
+                            answers=answers,
+                            sizes=sizes,
+                        )
+                        result["stored_readings"] = stored
+                        runs.append(result)
+                        print(summary_line(result))
+        finally:
+            for server in started_servers:
+                server.send_signal(signal.SIGTERM)
+            for server in started_servers:
+                server.wait(timeout=30)
 
     data = {
         "machine": machine(),
@@ -198,6 +223,7 @@ def seed(env: dict[str, str], state: Path, log: Path, devices: int) -> list[dict
             str(REPO / "bench" / "fleet" / "enroll_devices.py"),
             str(devices),
             str(state / "tokens.txt"),
+            str(state / "sequences.txt"),
         ],
         log,
         env=env,
@@ -223,7 +249,7 @@ def start_gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Pope
         cwd=REPO,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
 
     def answers() -> bool:
@@ -292,11 +318,15 @@ def write_report(state: Path, plugins: list[dict[str, object]], entries: int) ->
     return path
 
 
-def heartbeat_body(plugins: list[dict[str, object]], readings: int, entries: int = 0) -> str:
+def heartbeat_body(
+    plugins: list[dict[str, object]], readings: int, entries: int = 0, sequence: int | None = None
+) -> str:
     """The same shape as heartbeat.lua sends (and a device host)."""
     now = time.time()
+    extra = {} if sequence is None else {"desired_sequence": sequence}
     return json.dumps(
         {
+            **extra,
             "host_version": "0.1.0",
             "plugins": plugins,
             "health": health_entries(plugins, entries),
@@ -316,11 +346,18 @@ def heartbeat_body(plugins: list[dict[str, object]], readings: int, entries: int
 
 
 def heartbeat_sizes(
-    url: str, state: Path, plugins: list[dict[str, object]], readings: int, entries: int = 0
+    url: str,
+    state: Path,
+    plugins: list[dict[str, object]],
+    readings: int,
+    entries: int = 0,
+    conditional: bool = True,
 ) -> dict[str, int]:
-    """Bytes of one heartbeat on the wire, headers included, as curl counts them."""
-    body = state / f"heartbeat-{readings}-{entries}.json"
-    body.write_text(heartbeat_body(plugins, readings, entries))
+    """Bytes of one heartbeat on the wire, headers included, as curl counts them; with
+    ``conditional`` the heartbeat reports its device's current sequence."""
+    body = state / f"heartbeat-{readings}-{entries}-{conditional}.json"
+    sequence = int((state / "sequences.txt").read_text().split()[0]) if conditional else None
+    body.write_text(heartbeat_body(plugins, readings, entries, sequence))
     token = (state / "tokens.txt").read_text().split()[0]
     done = subprocess.run(
         [
@@ -350,46 +387,77 @@ def count_readings(env: dict[str, str], log: Path) -> int:
 
 
 def wrk(
-    url: str, state: Path, readings: int, report: Path, args: argparse.Namespace, seconds: int
+    urls: list[str],
+    state: Path,
+    readings: int,
+    report: Path,
+    args: argparse.Namespace,
+    seconds: int,
+    conditional: bool,
 ) -> dict:  # type: ignore[type-arg]
+    """One wrk per app server at once, the threads and connections split between them."""
     env = {
         **os.environ,
         "TOKENS": str(state / "tokens.txt"),
         "PLUGINS": str(report),
         "READINGS": str(readings),
     }
-    command = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "10s",
-        "-s", str(REPO / "bench" / "fleet" / "heartbeat.lua"), url,
-    ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    with (state / "wrk.log").open("a") as out:
-        out.write(f"$ READINGS={readings} {' '.join(command)}\n{done.stdout}{done.stderr}\n")
-    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
-    if line is None:
-        raise SystemExit(f"bench: wrk printed no summary:\n{done.stdout}{done.stderr}")
-    raw = json.loads(line.removeprefix("WRK_JSON "))
-    ok = sum(n for status, n in raw["statuses"].items() if status.startswith("2"))
-    errors = (
-        raw["requests"]
-        - ok
-        + sum(raw["errors"][k] for k in ("connect", "read", "write", "timeout"))
-    )
-    return {
-        "requests": raw["requests"],
-        "ok": ok,
-        "errors": errors,
-        "statuses": raw["statuses"],
-        "socket_errors": {k: v for k, v in raw["errors"].items() if k != "status"},
-        "rate": round(ok / (raw["duration_us"] / 1e6), 1),
-        "latency_ms": {k: round(v / 1000, 1) for k, v in raw["latency_us"].items()},
+    if conditional:
+        env["SEQUENCES"] = str(state / "sequences.txt")
+    threads = max(1, args.threads // len(urls))
+    connections = max(threads, args.connections // len(urls))
+    script = str(REPO / "bench" / "fleet" / "heartbeat.lua")
+    options = [f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    commands = [["wrk", *options, "-s", script, url] for url in urls]
+    running = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for command in commands
+    ]
+    raws = []
+    for command, process in zip(commands, running, strict=True):
+        stdout, stderr = process.communicate(timeout=seconds + 60)
+        with (state / "wrk.log").open("a") as out:
+            out.write(f"$ READINGS={readings} {' '.join(command)}\n{stdout}{stderr}\n")
+        line = next((x for x in stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+        if line is None:
+            raise SystemExit(f"bench: wrk printed no summary:\n{stdout}{stderr}")
+        raws.append(json.loads(line.removeprefix("WRK_JSON ")))
+    statuses: dict[str, int] = {}
+    for raw in raws:
+        for status, n in raw["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + n
+    requests = sum(raw["requests"] for raw in raws)
+    ok = sum(n for status, n in statuses.items() if status.startswith("2"))
+    sockets = {
+        k: sum(raw["errors"][k] for raw in raws) for k in ("connect", "read", "write", "timeout")
     }
+    return {
+        "requests": requests,
+        "ok": ok,
+        "errors": requests - ok + sum(sockets.values()),
+        "statuses": statuses,
+        "socket_errors": sockets,
+        "rate": round(sum(ok_of(raw) / (raw["duration_us"] / 1e6) for raw in raws), 1),
+        "answer_bytes": round(sum(raw["bytes"] for raw in raws) / max(requests, 1)),
+        # Across servers: the slower server's percentiles (wrk reports each on its own).
+        "latency_ms": {
+            k: round(max(raw["latency_us"][k] for raw in raws) / 1000, 1)
+            for k in raws[0]["latency_us"]
+        },
+    }
+
+
+def ok_of(raw: dict) -> int:  # type: ignore[type-arg]
+    return sum(n for status, n in raw["statuses"].items() if status.startswith("2"))
 
 
 def summary_line(run: dict) -> str:  # type: ignore[type-arg]
     latency = run["latency_ms"]
     return (
-        f"  {run['readings']:>2} readings, {run.get('health', 0)} health: "
+        f"  {run['servers']} server(s), {run['answers']} answers, "
+        f"{run['readings']:>2} readings, {run.get('health', 0)} health: "
         f"{run['rate']:,.0f} heartbeats/s, "
         f"p50 {latency['p50']} ms, p99 {latency['p99']} ms, {run['errors']} errors, "
         f"{run['stored_readings']:,} readings stored of {run['ok'] * run['readings']:,}, "
@@ -402,12 +470,21 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
     for run in data["runs"]:
         latency, sizes = run["latency_ms"], run["sizes"]
         baseline = next(
-            (r for r in data["runs"] if r["readings"] == run["readings"] and not r.get("health")),
+            (
+                r
+                for r in data["runs"]
+                if r["readings"] == run["readings"]
+                and not r.get("health")
+                and r["servers"] == 1
+                and r["answers"] == run["answers"]
+            ),
             None,
         )
         ratio = f"{run['rate'] / baseline['rate']:.2f}" if baseline and baseline["rate"] else "-"
         rows.append(
             [
+                str(run["servers"]),
+                run["answers"],
                 str(run["readings"]),
                 str(run.get("health", 0)),
                 f"{run['rate']:,.0f}",
@@ -424,10 +501,12 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
         )
     table = Table(
         [
+            "app servers",
+            "answers",
             "readings",
             "health entries",
             "heartbeats/s",
-            "vs no health",
+            "vs 1 server, no health",
             "p50 ms",
             "p99 ms",
             "errors",
@@ -451,13 +530,19 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
     return (
         f"### Heartbeats per second, {database}\n\n"
         f"{machine_line(data['machine'])}. {data['devices']:,} enrolled devices, each with a "
-        f"signed desired state of 3 plugins; gunicorn `control_plane/gunicorn_settings.py` "
-        f"({data['gunicorn_workers']} sync workers); wrk -t{data['wrk']['threads']} "
-        f"-c{data['wrk']['connections']}, {data['duration_s']} s per row after a warm-up. "
+        f"signed desired state of 3 plugins; each app server a gunicorn with "
+        f"`control_plane/gunicorn_settings.py` ({data['gunicorn_workers']} sync workers), "
+        f"all on the same cores; wrk -t{data['wrk']['threads']} "
+        f"-c{data['wrk']['connections']} in total (one wrk per app server at once, the "
+        f"threads and connections split; latency is the slower server's), "
+        f"{data['duration_s']} s per row after a warm-up. Answers: conditional = heartbeats "
+        f"report their desired-state sequence, so unchanged answers leave the envelope out; "
+        f"full = they do not (a host too old to report it: the envelope every time). "
         f"Errors are non-2xx answers plus socket errors; readings stored counts the rows "
         f"the measured run added (heartbeats times readings, plus the few still in flight "
         f"when wrk stopped counting). Health entries: per-plugin counters (one upsert each); "
-        f'"vs no health" is the rate over the same run\'s row without them. '
+        f'"vs 1 server, no health" is the rate over the same run\'s row with one app server, '
+        f"no health entries and the same answers. "
         f"CPU in % of one core (200 = both) by command; bench is "
         f"wrk and this script. probe: a fixed Python loop timed just before the row (lower is a "
         f"faster machine; the VM's host can slow it down unseen).\n\n"

@@ -2,7 +2,7 @@
 
 A throwaway control plane (gunicorn with ``control_plane/gunicorn_settings.py`` and its job
 worker ``manage.py qcluster``, which runs the engine) over ``--devices`` devices made by
-``bulk_create`` (tokens, tags kitchen/greenhouse; no agent URL, so nothing is pushed).
+``bulk_create`` (tokens, tags kitchen/greenhouse).
 Two rollouts of hello, each ``--waves`` (default 5,25,100: a canary of 500):
 
 * **good**: the canary's devices heartbeat over real HTTP, once a second each, reporting
@@ -56,7 +56,7 @@ from common import (
     write_results,
 )
 
-from tests.support import _die_with_parent, free_port, wait_until
+from tests.support import die_with_parent, free_port, wait_until
 
 GOOD_HEALTH = {"requests": 10, "self_check": "passed", "p50_ms": 1.2, "p99_ms": 4.0}
 BAD_HEALTH = {
@@ -192,7 +192,7 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         cwd=REPO,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
 
     def running() -> bool:

@@ -185,7 +185,7 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
         update = (
             delivery["artifact_body_bytes"]
             + delivery["artifact_headers_bytes"]
-            + delivery["push_body_bytes"]
+            + delivery["envelope_bytes"]
         )
         beat = delivery["heartbeat_request_body_bytes"] + delivery["heartbeat_answer_body_bytes"]
         measured = Table(
@@ -193,7 +193,7 @@ def markdown(data: dict) -> str:  # type: ignore[type-arg]
             [
                 ["artifact download body (zstd as stored)", f"{delivery['artifact_body_bytes']:,}"],
                 ["artifact request + answer headers", f"{delivery['artifact_headers_bytes']:,}"],
-                ["push body (signed desired state, 1 release)", f"{delivery['push_body_bytes']:,}"],
+                ["desired-state envelope (signed, 1 release)", f"{delivery['envelope_bytes']:,}"],
                 [
                     "one update in all (push + download)",
                     f"{update:,} ({update / raw * 100:.1f} % of raw)",

@@ -91,6 +91,22 @@ def _processes() -> dict[int, tuple[str, int, int]]:
     return found
 
 
+def renice_tree(pid: int, nice: int) -> int:
+    """Sets ``nice`` on ``pid`` and every process below it (a job worker's forked children,
+    which re-forks inherit); returns how many. A deployment does the same with ``Nice=``."""
+    processes = _processes()
+    tree, changed = {pid}, True
+    while changed:
+        changed = False
+        for child, (_, parent, _) in processes.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
+                changed = True
+    for member in tree:
+        os.setpriority(os.PRIO_PROCESS, member, nice)
+    return len(tree)
+
+
 class CpuMeter:
     """Splits the machine's CPU time over an interval into ours and everyone else's.
 

@@ -1,8 +1,10 @@
 """Enrolls N devices through the control plane's own services and writes their tokens.
 
-``python bench/fleet/enroll_devices.py <count> <tokens file>``, with the control plane's
-``CONTROL_PLANE_*`` environment. Each enrollment spends one use of a single token and
-signs the device's first desired state, exactly as ``POST /api/v1/enroll`` does.
+``python bench/fleet/enroll_devices.py <count> <tokens file> [<sequences file>]``, with the
+control plane's ``CONTROL_PLANE_*`` environment. Each enrollment spends one use of a single
+token and signs the device's first desired state, exactly as ``POST /api/v1/enroll`` does.
+The sequences file gets each device's desired-state sequence, line by line with the tokens,
+for heartbeats that report it (conditional answers).
 """
 
 from __future__ import annotations
@@ -26,16 +28,14 @@ def main() -> None:
     count, tokens_path = int(sys.argv[1]), Path(sys.argv[2])
     started = time.monotonic()
     _, secret = create_enrollment_token(label="bench", uses=count)
-    tokens = [
-        enroll_device(
-            enrollment_token=secret,
-            name=f"bench-pi-{i:05d}",
-            host_version="0.1.0",
-            agent_url="",
-        )[1]
+    enrolled = [
+        enroll_device(enrollment_token=secret, name=f"bench-pi-{i:05d}", host_version="0.1.0")
         for i in range(count)
     ]
-    tokens_path.write_text("\n".join(tokens) + "\n")
+    tokens_path.write_text("".join(f"{token}\n" for _, token in enrolled))
+    if len(sys.argv) > 3:
+        sequences = [device.desired_sequence for device, _ in enrolled]
+        Path(sys.argv[3]).write_text("".join(f"{n}\n" for n in sequences))
     print(f"enrolled {count} devices in {time.monotonic() - started:.1f} s")
 
 

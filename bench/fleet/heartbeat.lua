@@ -2,11 +2,18 @@
 -- Each request carries a random device's token, the plugins every device runs (the JSON
 -- array in $PLUGINS, with their real versions and digests) and $READINGS fresh readings
 -- (5 is a 10 s heartbeat of a 2 s sampler). $TOKENS names the file of device tokens, one a
--- line. Readings get distinct times, so the control plane really stores every one.
+-- line. Readings get distinct times, so the control plane really stores every one. With
+-- $SEQUENCES (a file of each device's desired-state sequence, line by line with the tokens)
+-- each heartbeat reports its device's sequence, so unchanged answers leave the envelope out;
+-- without it, every answer carries the envelope (as for a host too old to report one).
 -- At the end it prints one line "WRK_JSON {...}": counts by status, errors, latency (µs).
 
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+local sequences = {}
+if os.getenv("SEQUENCES") then
+  for line in io.lines(os.getenv("SEQUENCES")) do sequences[#sequences + 1] = line end
+end
 local plugins = io.open(os.getenv("PLUGINS")):read("*a"):gsub("%s+$", "")
 local n_readings = tonumber(os.getenv("READINGS") or "5")
 local threads = {}
@@ -34,11 +41,14 @@ function request()
       '{"source":"dht22:4","temperature_c":21.%d,"humidity_pct":45.%d,"taken_at":%.5f}',
       i % 10, (i * 7) % 10, t + i * 0.00001)
   end
+  local device = math.random(#tokens)
+  local sequence = ""
+  if sequences[device] then sequence = ',"desired_sequence":' .. sequences[device] end
   local body = '{"host_version":"0.1.0","plugins":' .. plugins
-    .. ',"readings":[' .. table.concat(readings, ",") .. '],"events":[]}'
+    .. ',"readings":[' .. table.concat(readings, ",") .. '],"events":[]' .. sequence .. '}'
   return wrk.format("POST", "/api/v1/heartbeat",
     {["Content-Type"] = "application/json",
-     ["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]}, body)
+     ["Authorization"] = "Bearer " .. tokens[device]}, body)
 end
 
 function response(status, headers, body)

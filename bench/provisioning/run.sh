@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Provisioning figures on a virtual fleet (a control plane and 3 devices under
-# systemd-nspawn): site.yml from bare base images, a no-change second run, and per-host
-# dashboard downtime during the rolling upgrade. Runs tests/provisioning/test_playbooks.py
+# Provisioning figures on a virtual fleet (2 app servers, PostgreSQL, Mosquitto and 3 devices
+# behind NAT under systemd-nspawn): site.yml from bare base images, a no-change second run,
+# delivery times (notice, heartbeat only, through a reload) and per-host dashboard downtime
+# during the rolling upgrade. Runs tests/provisioning/test_playbooks.py
 # RUNS times (3) and writes the medians to bench/results/provisioning.md. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

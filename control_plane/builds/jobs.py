@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import zstandard
 from django.conf import settings
 
+from control_plane.blobs.choices import BlobKind
+from control_plane.blobs.selectors import copy_raw
 from control_plane.builds.choices import ArtifactState
 from control_plane.builds.interpreters import interpreter_for
 from control_plane.builds.models import CompiledArtifact, DeviceClass
@@ -30,7 +31,6 @@ from control_plane.builds.services import (
     start_compile,
 )
 from control_plane.builds.storage import SCRATCH_PREFIX, scratch_dir, store_compiled
-from control_plane.plugins.artifacts import artifact_path
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import PluginVersion
 from control_plane.plugins.services import record_check
@@ -124,11 +124,11 @@ def compile_artifact(artifact_id: int) -> str:
 
 @contextmanager
 def _component_file(version: PluginVersion) -> Iterator[Path]:
-    """The version's raw component in a scratch file (the store keeps it compressed)."""
+    """The version's raw component in a scratch file (the database keeps it compressed)."""
     with tempfile.TemporaryDirectory(prefix="component-") as scratch:
         path = Path(scratch) / "component.wasm"
-        with artifact_path(version.sha256).open("rb") as packed, path.open("wb") as out:
-            zstandard.ZstdDecompressor().copy_stream(packed, out)
+        with path.open("wb") as out:
+            copy_raw(version.sha256, BlobKind.COMPONENT, out)
         yield path
 
 

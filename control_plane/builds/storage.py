@@ -1,37 +1,28 @@
-"""Compiled artifacts on disk: zstd-compressed, named by the SHA-256 of the raw artifact.
+"""Compiled artifacts: stored as blobs, named by the SHA-256 of the raw artifact.
 
-Written whole or not at all (temp file, fsync, rename), so a worker killed mid-compile
-leaves no partial artifact: only scratch files, swept before the next compile.
+A compile writes into a local scratch directory (a worker killed mid-compile leaves only
+scratch files there, swept before the next compile); the finished artifact goes to the
+database every app server reads.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO
 
-import zstandard
-from django.conf import settings
-
-from fleet_common.atomic import atomic_write_with
+from control_plane.blobs.choices import BlobKind
+from control_plane.blobs.services import put
 
 SCRATCH_PREFIX = ".work-"
 SCRATCH_MAX_AGE_S = 3 * 3600.0
 """Scratch files older than this belong to a compile that died (the job timeout is 20 min)."""
 
 
-def compiled_root() -> Path:
-    return Path(settings.ARTIFACT_ROOT) / "compiled"
-
-
-def compiled_path(sha256: str) -> Path:
-    return compiled_root() / f"{sha256}.cwasm.zst"
-
-
 def scratch_dir() -> Path:
-    """Where a compile writes before the artifact is compressed into place."""
-    root = compiled_root()
-    root.mkdir(parents=True, exist_ok=True)
+    """Where a compile writes before the artifact is stored: local, this worker's only."""
+    root = Path(tempfile.gettempdir()) / "pi-fleet-compiles"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = time.time()
     for stale in root.glob(f"{SCRATCH_PREFIX}*"):
         try:
@@ -43,14 +34,5 @@ def scratch_dir() -> Path:
 
 
 def store_compiled(raw: Path, sha256: str) -> int:
-    """Compresses the raw artifact into place (streaming); returns the stored size."""
-    target = compiled_path(sha256)
-    if not target.exists():
-        compressor = zstandard.ZstdCompressor(level=settings.ARTIFACT_ZSTD_LEVEL, threads=-1)
-
-        def compress(out: BinaryIO) -> None:
-            with raw.open("rb") as source:
-                compressor.copy_stream(source, out, size=raw.stat().st_size)
-
-        atomic_write_with(target, compress)
-    return target.stat().st_size
+    """Stores the raw artifact compressed (once for the same bytes); returns the stored size."""
+    return put(sha256=sha256, kind=BlobKind.COMPILED, source=raw).size

@@ -40,11 +40,10 @@ class TagAdmin(admin.ModelAdmin[Tag]):
 class DeviceAdmin(admin.ModelAdmin[Device]):
     list_display = ["name", "state", "host_version", "tag_list", "last_seen", "desired_sequence"]
     list_filter = ["tags"]
-    search_fields = ["name", "=id", "agent_url"]
+    search_fields = ["name", "=id"]
     filter_horizontal = ["tags"]
     fields = [
         "name",
-        "agent_url",
         "tags",
         "id",
         "state",
@@ -110,7 +109,6 @@ class DeviceAdmin(admin.ModelAdmin[Device]):
         update_device(
             device=obj,
             name=form.cleaned_data["name"],
-            agent_url=form.cleaned_data["agent_url"],
             tags=form.cleaned_data["tags"],
         )
 

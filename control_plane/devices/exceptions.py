@@ -15,3 +15,14 @@ class EnrollmentRefused(DeviceError):
 
 class UnknownDeviceToken(DeviceError):
     """No enrolled device has this bearer token."""
+
+
+class TelemetryRefused(DeviceError):
+    """A heartbeat over the device's telemetry limits; nothing of it was stored.
+
+    ``retry_after_s`` is how long the device should wait before it sends again.
+    """
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

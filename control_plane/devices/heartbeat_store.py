@@ -7,7 +7,10 @@ own adapters, so the SQL stays in step with the models on SQLite and PostgreSQL 
 
 An idle device's heartbeat is one lookup and one UPDATE. Readings, events and log lines
 are one INSERT each, and health counters (sent only for plugins that did something) one
-upsert that adds them to the stored sums in SQL.
+upsert that adds them to the stored sums in SQL. The UPDATE also charges the heartbeat's
+bytes to the device's hourly telemetry budget, and only if they fit: it runs first, and
+when it matches no row nothing else is written (`OverBudget`), so concurrent heartbeats
+of one device cannot together overdraw it.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils.dateparse import parse_datetime
 
 from control_plane.devices.models import (
     Device,
@@ -56,15 +60,37 @@ ALWAYS = ("last_seen", "host_version", "reported_plugins", "drifting", "failing"
 OPTIONAL = ("last_reading", "vitals")
 
 
+TELEMETRY_WINDOW = timedelta(hours=1)
+LOOKUP = (
+    "id",
+    "name",
+    "desired_envelope",
+    "desired_sequence",
+    "engine_key",
+    "desired_versions",
+    "in_rollout",
+    "telemetry_window_start",
+    "telemetry_bytes",
+)
+
+
+class OverBudget(Exception):
+    """The device row's telemetry budget did not have room for this heartbeat's bytes."""
+
+
 @dataclass(frozen=True)
 class Found:
     """What a heartbeat needs of its device row, read with its token's hash."""
 
     id: Any
+    name: str
     desired_envelope: str
+    desired_sequence: int
     engine_key: str
     desired_versions: dict[str, str]
     in_rollout: bool
+    telemetry_window_start: datetime | None
+    telemetry_bytes: int
 
 
 @dataclass(frozen=True)
@@ -99,10 +125,7 @@ def _row(count: int) -> str:
 @cache
 def statements(vendor: str) -> Statements:
     """Built lazily per vendor (``connection`` decides quoting)."""
-    lookup_columns = ", ".join(
-        _column(Device, name)
-        for name in ("id", "desired_envelope", "engine_key", "desired_versions", "in_rollout")
-    )
+    lookup_columns = ", ".join(_column(Device, name) for name in LOOKUP)
     health = _table(PluginHealth)
     key = ", ".join(_column(PluginHealth, name) for name in HEALTH_KEY)
     sums = [
@@ -135,9 +158,24 @@ def statements(vendor: str) -> Statements:
 
 @cache
 def _update(vendor: str, optional: tuple[str, ...]) -> str:
+    """The device row's UPDATE; its last three SETs and the WHERE keep the telemetry budget.
+
+    A window that started an hour or more ago (or never) restarts now with this heartbeat's
+    bytes; otherwise they are added, and only while the sum stays within the limit.
+    Parameters: the values, then (expired-before, bytes, bytes, expired-before, now, id,
+    expired-before, bytes, limit).
+    """
     sql = statements(vendor)
-    columns = ", ".join(f"{_column(Device, name)} = %s" for name in (*ALWAYS, *optional))
-    return f"UPDATE {sql.device_table} SET {columns}{sql.where_id}"
+    columns = [f"{_column(Device, name)} = %s" for name in (*ALWAYS, *optional)]
+    start = _column(Device, "telemetry_window_start")
+    used = _column(Device, "telemetry_bytes")
+    expired = f"({start} IS NULL OR {start} <= %s)"
+    columns.append(f"{used} = CASE WHEN {expired} THEN %s ELSE {used} + %s END")
+    columns.append(f"{start} = CASE WHEN {expired} THEN %s ELSE {start} END")
+    return (
+        f"UPDATE {sql.device_table} SET {', '.join(columns)}{sql.where_id}"
+        f" AND ({expired} OR {used} + %s <= %s)"
+    )
 
 
 def _insert_prefix(model: Any, columns: Sequence[str]) -> str:
@@ -152,8 +190,19 @@ def find_device(token_hash: str) -> Found | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    versions = Device._meta.get_field("desired_versions").from_db_value(row[3], None, connection)  # type: ignore[arg-type]
-    return Found(row[0], row[1], row[2], versions or {}, bool(row[4]))
+    versions = Device._meta.get_field("desired_versions").from_db_value(row[5], None, connection)  # type: ignore[arg-type]
+    start = _moment(row[7])
+    return Found(
+        id=row[0],
+        name=row[1],
+        desired_envelope=row[2],
+        desired_sequence=int(row[3]),
+        engine_key=row[4],
+        desired_versions=versions or {},
+        in_rollout=bool(row[6]),
+        telemetry_window_start=start,
+        telemetry_bytes=int(row[8]),
+    )
 
 
 @dataclass(frozen=True)
@@ -167,6 +216,10 @@ class DeviceRow:
     failing: bool
     last_reading: dict[str, Any] | None = None
     vitals: dict[str, Any] | None = None
+    body_bytes: int = 0
+    """What the heartbeat costs of the device's hourly telemetry budget."""
+    budget_bytes: int | None = None
+    """That budget; None: unlimited."""
 
 
 Statement = tuple[str, list[Any]]
@@ -186,7 +239,8 @@ def store_heartbeat(
 
     Rows already stored (a heartbeat retried after a lost answer) are skipped; health
     counters are deltas, so a device sends each once it is acknowledged. More than one
-    statement runs in one transaction.
+    statement runs in one transaction. Raises `OverBudget`, having written nothing, when
+    the bytes do not fit the device's telemetry budget (or the row is gone).
     """
     sql = statements(connection.vendor)
     moment = connection.ops.adapt_datetimefield_value
@@ -225,8 +279,10 @@ def store_heartbeat(
         parts.append(_health_upsert(sql, device_id, moment(row.seen_at), health))
     atomic = transaction.atomic() if len(parts) > 1 else nullcontext()
     with atomic, connection.cursor() as cursor:
-        for text, params in parts:
+        for index, (text, params) in enumerate(parts):
             cursor.execute(text, params)
+            if index == 0 and cursor.rowcount == 0:
+                raise OverBudget(device_id)
 
 
 def _device_update(row: DeviceRow, device_id: Any) -> Statement:
@@ -239,7 +295,12 @@ def _device_update(row: DeviceRow, device_id: Any) -> Statement:
     ]
     optional = tuple(name for name in OPTIONAL if getattr(row, name) is not None)
     values += [_json(connection, Device, name, getattr(row, name)) for name in optional]
-    return _update(connection.vendor, optional), [*values, device_id]
+    expired = connection.ops.adapt_datetimefield_value(row.seen_at - TELEMETRY_WINDOW)
+    now = connection.ops.adapt_datetimefield_value(row.seen_at)
+    limit = 2**62 if row.budget_bytes is None else row.budget_bytes
+    budget = [expired, row.body_bytes, row.body_bytes, expired, now]
+    where = [device_id, expired, row.body_bytes, limit]
+    return _update(connection.vendor, optional), [*values, *budget, *where]
 
 
 def _health_upsert(
@@ -303,6 +364,16 @@ def _insert(prefix: str, width: int, rows: list[tuple[Any, ...]]) -> Statement:
     # ON CONFLICT DO NOTHING: SQLite 3.24+ and PostgreSQL 9.5+.
     text = prefix + ", ".join([_row(width)] * len(rows)) + " ON CONFLICT DO NOTHING"
     return text, [value for row in rows for value in row]
+
+
+def _moment(value: object) -> datetime | None:
+    """A timestamp column's value as an aware datetime (SQLite returns UTC text)."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else parse_datetime(str(value))
+    if moment is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _json(db: BaseDatabaseWrapper, model: Any, field: str, value: object) -> Any:

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import URLValidator
 from django.db import models
 from django.utils import timezone
 
@@ -70,12 +69,6 @@ class Device(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)
     tags = models.ManyToManyField(Tag, blank=True, related_name="devices")
-    agent_url = models.CharField(
-        max_length=300,
-        blank=True,
-        validators=[URLValidator(schemes=["http", "https"])],
-        help_text="Where the device's agent listens, e.g. http://pi-7.local:3000",
-    )
     host_version = models.CharField(max_length=64, blank=True)
     engine_key = models.CharField(
         max_length=64,
@@ -119,6 +112,12 @@ class Device(models.Model):
         help_text="A running rollout waits on its heartbeats (set by rollouts).",
     )
     vitals = models.JSONField(null=True, blank=True, help_text="IP, OS, uptime, memory, disk.")
+    telemetry_window_start = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When its current telemetry hour began."
+    )
+    telemetry_bytes = models.PositiveBigIntegerField(
+        default=0, editable=False, help_text="Heartbeat bytes it sent in that hour."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -148,9 +147,12 @@ class Device(models.Model):
 class Reading(models.Model):
     """One temperature and humidity sample a device reported.
 
-    The one index is the unique (device, taken_at, source): it makes a retried heartbeat
-    store nothing twice and serves "the latest readings of a device" through its prefix.
-    Every heartbeat inserts here, so no other index is kept.
+    The unique (device, taken_at, source) makes a retried heartbeat store nothing twice and
+    serves "the latest readings of a device" through its prefix. Every heartbeat inserts
+    here, so retention needs no index of its own on PostgreSQL, where the table is
+    partitioned by day (migration 0006, `retention`) and old days are dropped whole; on
+    SQLite that migration adds an index on ``taken_at`` so pruning deletes in indexed batches.
+    Django does not know about either: its view of the table (primary key ``id``) holds.
     """
 
     device = models.ForeignKey(
@@ -198,7 +200,9 @@ class DeviceEvent(models.Model):
         ]
         indexes = [
             # "Which devices failed version V", for rollouts and the version pages.
-            models.Index(fields=["plugin", "version", "kind"], name="devices_event_outcome")
+            models.Index(fields=["plugin", "version", "kind"], name="devices_event_outcome"),
+            # Retention deletes the oldest in batches, walking this.
+            models.Index(fields=["at"], name="devices_event_at"),
         ]
 
     def __str__(self) -> str:
@@ -283,6 +287,7 @@ class LogLine(models.Model):
                 fields=["device", "at", "plugin", "stream"], name="devices_logline_unique_report"
             )
         ]
+        indexes = [models.Index(fields=["at"], name="devices_logline_at")]  # for retention
 
     def __str__(self) -> str:
         return f"{self.plugin} [{self.stream}] {self.text[:60]}"

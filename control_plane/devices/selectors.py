@@ -58,7 +58,6 @@ ROW_FIELDS = (
     "drifting",
     "failing",
     "last_reading",
-    "agent_url",
 )
 """The columns a fleet row needs: never the signed envelope, which is most of a row's bytes."""
 

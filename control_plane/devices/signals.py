@@ -15,6 +15,11 @@ device_retagged = Signal()
 engine_changed = Signal()
 """``device``: it reports another engine key, so other compiled artifacts fit it."""
 
+device_ahead = Signal()
+"""``device``: it accepted a desired-state sequence above the one on record (the database
+was restored from an older backup), which it would never go below; its desired state must
+be signed again above that (its envelope is cleared and its sequence raised to match)."""
+
 heartbeat_recorded = Signal()
 """``device_id``: sent after the write, only for a device a running rollout waits on
 (``Device.in_rollout``), so a fleet with no rollout under way pays nothing for it."""

@@ -7,18 +7,14 @@ import logging
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from control_plane.blobs.choices import BlobKind
+from control_plane.blobs.selectors import exists as blob_exists
+from control_plane.blobs.services import delete_unreferenced, put
 from control_plane.builds.services import enqueue_check, sign_artifacts
-from control_plane.plugins.artifacts import (
-    artifact_lock,
-    artifact_path,
-    compress,
-    remove_artifact,
-    store_artifact,
-)
 from control_plane.plugins.capabilities import derive_capabilities
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.components import ComponentSurface
@@ -59,19 +55,11 @@ def upload_plugin_version(
     _check_version_is_new(manifest)
     footprint = _footprint(upload.component, manifest)
     sha256 = hashlib.sha256(upload.component).hexdigest()
-    path = artifact_path(sha256)
-    compressed = None if path.exists() else compress(upload.component)
-    with artifact_lock():
-        if not path.exists():  # new bytes, or removed by a rejection meanwhile
-            store_artifact(sha256, compressed or compress(upload.component))
-        compressed_size = path.stat().st_size
-        try:
-            version = _save_version(
-                manifest, len(upload.component), compressed_size, sha256, footprint, uploaded_by
-            )
-        except BaseException:
-            _remove_unreferenced(sha256)
-            raise
+    with transaction.atomic():  # the bytes and the version that references them, or neither
+        blob = put(sha256=sha256, kind=BlobKind.COMPONENT, source=upload.component)
+        version = _save_version(
+            manifest, len(upload.component), blob.size, sha256, footprint, uploaded_by
+        )
     enqueue_check(version)
     version.refresh_from_db()  # a synchronous queue (tests) has checked it already
     return version
@@ -201,17 +189,6 @@ def _check_version_is_new(manifest: Manifest) -> None:
         )
 
 
-def _remove_unreferenced(sha256: str) -> None:
-    """Removes an artifact no version row references (called with the artifact lock held)."""
-    try:
-        referenced = PluginVersion.objects.filter(sha256=sha256).exists()
-    except DatabaseError:
-        log.exception("cannot tell whether artifact %s is still referenced; keeping it", sha256)
-        return
-    if not referenced:
-        remove_artifact(sha256)
-
-
 @transaction.atomic
 def approve_plugin_version(*, version: PluginVersion, approved_by: User | None) -> PluginVersion:
     """Issues a pending version's first release, under the plugin's next serial.
@@ -223,7 +200,7 @@ def approve_plugin_version(*, version: PluginVersion, approved_by: User | None) 
     version = PluginVersion.objects.select_related("plugin").get(pk=version.pk)
     if version.status != VersionStatus.PENDING:
         raise ValidationError(f"{version} is {version.get_status_display()}, not pending review")
-    if not artifact_path(version.sha256).is_file():
+    if not blob_exists(version.sha256, BlobKind.COMPONENT):
         raise ValidationError(f"{version}: its artifact {version.sha256[:12]} is missing")
     release = issue_release(version=version, reason="approved", allow_pending=True)
     version.serial = release.serial
@@ -279,7 +256,7 @@ def reject_plugin_version(
     *, version: PluginVersion, rejected_by: User | None, reason: str = ""
 ) -> PluginVersion:
     """Refuses a pending version; its artifact goes unless another live version shares it."""
-    with artifact_lock(), transaction.atomic():
+    with transaction.atomic():
         version = (
             PluginVersion.objects.select_for_update().select_related("plugin").get(pk=version.pk)
         )
@@ -293,12 +270,14 @@ def reject_plugin_version(
         version.rejection_reason = reason
         version.full_clean()
         version.save()
-        shared = (
-            PluginVersion.objects.filter(sha256=version.sha256)
-            .exclude(status=VersionStatus.REJECTED)
-            .exists()
+        sha256 = version.sha256
+        delete_unreferenced(
+            sha256,
+            referenced=lambda: (
+                PluginVersion.objects.filter(sha256=sha256)
+                .exclude(status=VersionStatus.REJECTED)
+                .exists()
+            ),
         )
-        if not shared:
-            transaction.on_commit(lambda: remove_artifact(version.sha256))
     log.info("rejected %s", version)
     return version

@@ -21,6 +21,7 @@ from control_plane.errors import error_messages
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import PluginVersion
 from control_plane.rollouts.models import Assignment, Decision, Rollout
+from control_plane.rollouts.selectors import delivery_progress
 from control_plane.rollouts.services import (
     abort_rollout,
     create_rollout,
@@ -80,7 +81,7 @@ def _action(
 
 @admin.register(Rollout)
 class RolloutAdmin(RefusableAddMixin[Rollout]):
-    list_display = ["__str__", "status", "target_label", "started_at", "rollout_page"]
+    list_display = ["__str__", "status", "progress", "target_label", "started_at", "rollout_page"]
     list_filter = ["status", "plugin"]
     list_select_related = ["version__plugin", "tag"]
     autocomplete_fields = ["target_devices"]
@@ -97,7 +98,7 @@ class RolloutAdmin(RefusableAddMixin[Rollout]):
     def get_fields(self, request: HttpRequest, obj: Rollout | None = None) -> tuple[str, ...]:
         if obj is None:
             return ("version", "target", "tag", "target_devices", *SETTINGS)
-        return ("version", "target", "tag", "status", "halt_reason", *SETTINGS)
+        return ("version", "target", "tag", "status", "progress", "halt_reason", *SETTINGS)
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Rollout | None = None
@@ -115,6 +116,10 @@ class RolloutAdmin(RefusableAddMixin[Rollout]):
         initial = super().get_changeform_initial_data(request)
         initial.setdefault("target", "all")
         return initial
+
+    @admin.display(description="progress")
+    def progress(self, rollout: Rollout) -> str:
+        return str(delivery_progress(rollout)["text"])
 
     @admin.display(description="page")
     def rollout_page(self, rollout: Rollout) -> str:
@@ -139,6 +144,11 @@ class RolloutAdmin(RefusableAddMixin[Rollout]):
                 self.message_user(request, f"Not started: {message}", messages.ERROR)
             return
         obj.pk, obj._state = rollout.pk, rollout._state
+        self.message_user(
+            request,
+            f"{rollout} recorded; the job worker plans its waves and writes the desired states "
+            "(its page shows the progress).",
+        )
 
     def save_related(
         self, request: HttpRequest, form: ModelForm[Rollout], formsets: Any, change: bool

@@ -79,6 +79,7 @@ class DecisionKind(models.TextChoices):
     CREATED = "created", "created"
     STARTED = "started", "started"
     WAVE_STARTED = "wave-started", "wave started"
+    DELIVERED = "delivered", "desired states written"
     PROGRESS = "progress", "progress"
     SKIPPED = "skipped", "devices skipped"
     WAVE_PASSED = "wave-passed", "wave passed"

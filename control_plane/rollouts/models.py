@@ -258,6 +258,15 @@ class Wave(models.Model):
     status = models.CharField(max_length=10, choices=WaveStatus.choices, default=WaveStatus.PENDING)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    delivered = models.PositiveIntegerField(
+        default=0, help_text="Devices whose release and desired state are written."
+    )
+    delivered_through = models.BigIntegerField(
+        null=True, blank=True, help_text="The last member (by pk) delivered: the resume point."
+    )
+    delivered_at = models.DateTimeField(
+        null=True, blank=True, help_text="Every device's desired state written; judged after."
+    )
 
     class Meta:
         ordering = ["rollout", "index"]
@@ -271,6 +280,22 @@ class Wave(models.Model):
     @property
     def label(self) -> str:
         return "canary" if self.index == 0 else f"wave {self.index + 1}"
+
+
+class StaleDesiredState(models.Model):
+    """A device whose releases changed and whose signed desired state is not rebuilt yet.
+
+    Written in the transaction that changes the releases, deleted in the one that re-signs,
+    so a worker that dies in between leaves the work on record for the next job or tick.
+    """
+
+    device = models.OneToOneField(
+        Device, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    since = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.device_id}: desired state to rebuild since {self.since:%Y-%m-%d %H:%M:%S}"
 
 
 class Member(models.Model):

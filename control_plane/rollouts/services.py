@@ -4,12 +4,20 @@ Operators' actions (create, pause, resume, abort, roll back) and the engine's ve
 (`evaluate`, run by the background worker) take the rollout's row lock, so an operator
 and the engine never act on the same rollout at once, and each records a `Decision`
 with its reason and numbers.
+
+Nothing that grows with the fleet runs in a request: creating a rollout records it and
+queues the engine's job, which plans the waves; a started wave is delivered by
+`deliver_wave` in chunks (`desired.chunk_size`), each chunk read and signed outside any
+transaction and written by one short transaction that writes its devices' releases and
+desired states and moves the wave's cursor, so a worker that dies mid-wave leaves a wave
+the next job finishes. The engine judges a wave only once every device of it was delivered.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +31,7 @@ from django_q.tasks import async_task
 from control_plane.devices.models import Device, DeviceEvent, PluginHealth, Tag
 from control_plane.plugins.models import Plugin, PluginVersion, Release
 from control_plane.plugins.services import issue_release
+from control_plane.rollouts.bulk import RowWrites, prepare_updates, prepare_upserts
 from control_plane.rollouts.choices import (
     ACTIVE,
     FAILED_STATES,
@@ -33,7 +42,14 @@ from control_plane.rollouts.choices import (
     RolloutTarget,
     WaveStatus,
 )
-from control_plane.rollouts.desired import latest_release, refresh_desired_states
+from control_plane.rollouts.desired import (
+    ChunkPlan,
+    chunk_size,
+    latest_release,
+    mark_stale,
+    plan_chunk,
+    write_chunk,
+)
 from control_plane.rollouts.engine import (
     HEALTH_COUNTERS,
     Observation,
@@ -64,7 +80,8 @@ def create_rollout(
     created_by: User | None = None,
     **settings: Any,
 ) -> Rollout:
-    """Creates a rollout of an approved version and, unless scheduled later, starts it.
+    """Records a rollout of an approved version and queues the engine's job, which plans its
+    waves and starts the canary (now, or at ``scheduled_at``); returns at once.
 
     ``settings`` are `Rollout` fields (waves, soak_s, thresholds, auto_rollback, ...).
     Raises ValidationError naming the problem: a version not approved, a bad target or
@@ -88,9 +105,15 @@ def create_rollout(
         rollout.target_devices.set(devices)
     _decide(rollout, DecisionKind.CREATED, f"created by {created_by or 'a script'}", by=created_by)
     if rollout.scheduled_at is None or rollout.scheduled_at <= timezone.now():
-        _start(rollout)
-        _evaluate_locked(rollout, timezone.now())
+        _queue_evaluation(rollout.pk)
+        rollout.refresh_from_db()  # synchronous jobs (tests) have run it already
     return rollout
+
+
+def _queue_evaluation(rollout_id: int) -> None:
+    """Queues the engine's job in the caller's transaction: it commits with the rows it
+    reads, and is lost with them."""
+    async_task(EVALUATE_JOB, rollout_id, group="rollout", task_name=f"rollout {rollout_id}")
 
 
 def assign_now(
@@ -200,44 +223,137 @@ def _release_to_ship(rollout: Rollout) -> Release:
 
 
 def _start_wave(rollout: Rollout, index: int, now: datetime) -> None:
+    """Marks the wave running; `deliver_wave` (the same job, after this transaction) writes
+    its devices' releases and desired states."""
     wave = Wave.objects.select_for_update().get(rollout=rollout, index=index)
-    members = list(Member.objects.filter(rollout=rollout, wave=index).select_related("device"))
-    baselines = _health(rollout, [m.device_id for m in members])
-    for member in members:
-        member.baseline = baselines.get(member.device_id, {})
-        member.state = MemberState.PENDING
-    Member.objects.bulk_update(members, ["baseline", "state"], batch_size=1000)
     release = rollout.release
     assert release is not None
-    ids = [m.device_id for m in members]
-    existing = {
-        row.device_id: row
-        for row in DeviceRelease.objects.filter(device_id__in=ids, plugin=rollout.plugin)
-    }
-    new_rows = []
-    for device_id in ids:
-        row = existing.get(device_id)
-        if row is None:
-            new_rows.append(
-                DeviceRelease(
-                    device_id=device_id, plugin=rollout.plugin, release=release, rollout=rollout
-                )
-            )
-        else:
-            row.release, row.rollout = release, rollout
-    DeviceRelease.objects.bulk_update(list(existing.values()), ["release", "rollout"])
-    DeviceRelease.objects.bulk_create(new_rows, batch_size=1000)
-    Device.objects.filter(pk__in=ids).update(in_rollout=True)
     wave.status, wave.started_at = WaveStatus.RUNNING, now
-    wave.save(update_fields=["status", "started_at"])
+    wave.delivered, wave.delivered_through, wave.delivered_at = 0, None, None
+    wave.save(
+        update_fields=["status", "started_at", "delivered", "delivered_through", "delivered_at"]
+    )
     _decide(
         rollout,
         DecisionKind.WAVE_STARTED,
-        f"{wave.label}: {len(ids)} devices get {release}",
+        f"{wave.label}: {wave.size} devices get {release}",
         wave=index,
-        counts={"devices": len(ids)},
+        counts={"devices": wave.size},
     )
-    refresh_desired_states(devices=ids)
+
+
+def deliver_wave(*, rollout_id: int) -> bool:
+    """Delivers the rollout's running wave, chunk by chunk; True when it finished one now.
+
+    Each chunk is planned outside any transaction (its members, their baselines, the signed
+    desired states: `plan_chunk`), then written in one short transaction: it locks the wave
+    row (operators' actions wait for at most one write), checks the cursor has not moved,
+    then locks the chunk's device rows and writes their `DeviceRelease` rows, baselines and
+    desired states (with their notices), and advances the cursor. It stops when the rollout
+    is no longer running (paused, aborted, rolled back): a resume continues.
+    """
+    while True:
+        wave = (
+            Wave.objects.filter(
+                rollout_id=rollout_id, status=WaveStatus.RUNNING, delivered_at__isnull=True
+            )
+            .order_by("index")
+            .first()
+        )
+        if wave is None:
+            return False
+        rollout = Rollout.objects.select_related(
+            "plugin", "release__plugin", "release__version", "version"
+        ).get(pk=rollout_id)
+        if rollout.status != RolloutStatus.RUNNING:
+            return False
+        chunk = _plan_chunk(rollout, wave)
+        with transaction.atomic():
+            locked = Wave.objects.select_for_update().get(pk=wave.pk)
+            status = Rollout.objects.values_list("status", flat=True).get(pk=rollout_id)
+            if (
+                status != RolloutStatus.RUNNING
+                or locked.status != WaveStatus.RUNNING
+                or locked.delivered_at is not None
+                or locked.delivered_through != wave.delivered_through
+            ):
+                continue  # moved on while planned: plan again from where it stands
+            if _write_chunk(rollout, locked, chunk):
+                return True
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """The next members of a wave after its cursor, and the writes that deliver them."""
+
+    members: list[Member]
+    baselines: RowWrites
+    """Each member's health counters now, and its state back to pending."""
+    releases: RowWrites
+    """Each device's `DeviceRelease` row of the plugin, set to the rollout's release."""
+    plan: ChunkPlan
+
+
+def _plan_chunk(rollout: Rollout, wave: Wave) -> _Chunk:
+    """The next ``NOTICE_BATCH`` members of the wave after its cursor, and their new desired
+    states as if the rollout's release were written: all reads, no transaction."""
+    release = rollout.release
+    assert release is not None
+    members = list(
+        Member.objects.filter(
+            rollout=rollout, wave=wave.index, pk__gt=wave.delivered_through or 0
+        ).order_by("pk")[: chunk_size()]
+    )
+    ids = [m.device_id for m in members]
+    health = _health(rollout, ids)
+    now = timezone.now()
+    return _Chunk(
+        members,
+        prepare_updates(
+            Member,
+            ("baseline", "state"),
+            ((m.pk, (health.get(m.device_id, {}), MemberState.PENDING)) for m in members),
+        ),
+        prepare_upserts(
+            DeviceRelease,
+            ("device", "plugin", "release", "rollout", "since"),
+            ("device", "plugin"),
+            ((pk, (pk, rollout.plugin_id, release.pk, rollout.pk, now)) for pk in ids),
+        ),
+        plan_chunk(ids, shipping=release),
+    )
+
+
+def _write_chunk(rollout: Rollout, wave: Wave, chunk: _Chunk) -> bool:
+    """Writes a planned chunk in the caller's transaction; True when the wave is delivered."""
+    members = chunk.members
+    ids = [m.device_id for m in members]
+    now = timezone.now()
+    if members:
+        list(  # this chunk's device rows, locked in pk order before any write
+            Device.objects.select_for_update().filter(pk__in=ids).order_by("pk").values("pk")
+        )
+        chunk.baselines.run()
+        chunk.releases.run()
+        Device.objects.filter(pk__in=ids).update(in_rollout=True)
+        write_chunk(chunk.plan)
+        wave.delivered += len(members)
+        wave.delivered_through = members[-1].pk
+    done = len(members) < chunk_size()
+    if done:
+        wave.delivered_at = now
+    wave.save(update_fields=["delivered", "delivered_through", "delivered_at"])
+    if done:
+        assert wave.started_at is not None
+        _decide(
+            rollout,
+            DecisionKind.DELIVERED,
+            f"{wave.label}: desired states of {wave.delivered} devices written in "
+            f"{(now - wave.started_at).total_seconds():.1f} s",
+            wave=wave.index,
+            counts={"delivered": wave.delivered},
+        )
+    return done
 
 
 def _health(rollout: Rollout, device_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
@@ -260,21 +376,34 @@ def request_evaluation(*, device_id: Any) -> None:
         ).values_list("rollout_id", flat=True)
     )
     for rollout_id in rollout_ids:
-        claimed = (
-            Rollout.objects.filter(pk=rollout_id)
-            .filter(
-                Q(evaluation_requested_at__isnull=True)
-                | Q(evaluation_requested_at__lt=now - EVALUATION_DEBOUNCE)
+        with transaction.atomic():
+            due = (
+                Rollout.objects.select_for_update(skip_locked=True)
+                .filter(pk=rollout_id)
+                .filter(
+                    Q(evaluation_requested_at__isnull=True)
+                    | Q(evaluation_requested_at__lt=now - EVALUATION_DEBOUNCE)
+                )
+                .values_list("pk", flat=True)
             )
-            .update(evaluation_requested_at=now)
-        )
-        if claimed:
-            async_task(EVALUATE_JOB, rollout_id, group="rollout", task_name=f"rollout {rollout_id}")
+            if not due.exists():
+                continue  # debounced, or the engine holds it now: a later heartbeat asks
+            Rollout.objects.filter(pk=rollout_id).update(evaluation_requested_at=now)
+            _queue_evaluation(rollout_id)
+
+
+def evaluate(rollout_id: int) -> Rollout:
+    """The engine's job: a step (start a due rollout, judge the running wave), then the
+    delivery of any wave it started, then a step again, until nothing is left to deliver."""
+    rollout = _step(rollout_id)
+    while deliver_wave(rollout_id=rollout_id):
+        rollout = _step(rollout_id)
+    return rollout
 
 
 @transaction.atomic
-def evaluate(rollout_id: int) -> Rollout:
-    """The engine's step: classify the current wave's devices and act on the verdict."""
+def _step(rollout_id: int) -> Rollout:
+    """Classifies the current wave's devices and acts on the verdict, under the row lock."""
     rollout = (
         Rollout.objects.select_for_update().select_related("plugin", "version").get(pk=rollout_id)
     )
@@ -295,6 +424,8 @@ def _evaluate_locked(rollout: Rollout, now: datetime) -> None:
         if not Wave.objects.filter(rollout=rollout, status=WaveStatus.PENDING).exists():
             _complete(rollout, now)
         return
+    if wave.delivered_at is None:
+        return  # still being delivered: `deliver_wave` runs after this step
     limits = Thresholds.of(rollout)
     states = _classify_wave(rollout, wave, now, limits)
     judgement = judge(states, limits)
@@ -489,7 +620,7 @@ def resume_rollout(*, rollout: Rollout, by: User | None = None) -> Rollout:
         ids = Member.objects.filter(rollout=rollout, wave=running.index).values("device_id")
         Device.objects.filter(pk__in=ids).update(in_rollout=True)
     _decide(rollout, DecisionKind.RESUMED, f"resumed by {by or 'a script'}", by=by)
-    transaction.on_commit(lambda: async_task(EVALUATE_JOB, rollout.pk, group="rollout"))
+    transaction.on_commit(lambda: _queue_evaluation(rollout.pk))
     return rollout
 
 
@@ -521,7 +652,11 @@ def roll_back_rollout(*, rollout: Rollout, by: User | None = None) -> Rollout:
 
 def _roll_back(rollout: Rollout, why: str, by: User | None, now: datetime) -> None:
     """Each reached device gets its previous version under a new serial, or loses a plugin
-    it did not have before; devices the rollout never reached are not touched."""
+    it did not have before; devices the rollout never reached are not touched.
+
+    The wave rows are locked first, so a delivery chunk in flight commits before the rows
+    are read; the desired states are rebuilt afterwards (`mark_stale`)."""
+    list(Wave.objects.select_for_update().filter(rollout=rollout).order_by("index"))
     reached = list(
         Member.objects.filter(rollout=rollout)
         .filter(
@@ -536,7 +671,8 @@ def _roll_back(rollout: Rollout, why: str, by: User | None, now: datetime) -> No
         )
     }
     reissued: dict[int, Release] = {}
-    going_back, removed = [], []
+    going_back: dict[int, list[int]] = {}
+    removed = []
     for member in reached:
         row = rows.get(member.device_id)
         if row is None:
@@ -549,10 +685,14 @@ def _roll_back(rollout: Rollout, why: str, by: User | None, now: datetime) -> No
                 reissued[previous.version_id] = issue_release(
                     version=previous.version, reason=f"rollback of rollout #{rollout.pk}"
                 )
-            row.release, row.rollout = reissued[previous.version_id], rollout
-            going_back.append(row)
-    DeviceRelease.objects.bulk_update(going_back, ["release", "rollout"], batch_size=1000)
-    DeviceRelease.objects.filter(pk__in=removed).delete()
+            going_back.setdefault(reissued[previous.version_id].pk, []).append(row.pk)
+    for release_id, row_ids in going_back.items():
+        for start in range(0, len(row_ids), 1000):
+            DeviceRelease.objects.filter(pk__in=row_ids[start : start + 1000]).update(
+                release_id=release_id, since=now
+            )
+    for start in range(0, len(removed), 1000):
+        DeviceRelease.objects.filter(pk__in=removed[start : start + 1000]).delete()
     Member.objects.filter(pk__in=[m.pk for m in reached]).update(state=MemberState.ROLLED_BACK)
     Wave.objects.filter(rollout=rollout, status=WaveStatus.RUNNING).update(
         status=WaveStatus.CANCELLED, finished_at=now
@@ -563,20 +703,22 @@ def _roll_back(rollout: Rollout, why: str, by: User | None, now: datetime) -> No
     rollout.save(update_fields=["status", "finished_at"])
     _end_waves(rollout, now)
     versions = ", ".join(f"{r.version.version} as serial {r.serial}" for r in reissued.values())
+    back = sum(map(len, going_back.values()))
     _decide(
         rollout,
         DecisionKind.ROLLED_BACK,
-        f"{why}: {len(going_back)} devices back on {versions or 'their previous version'}"
+        f"{why}: {back} devices back on {versions or 'their previous version'}"
         + (f", {len(removed)} without the plugin again" if removed else ""),
         by=by,
-        counts={"devices": len(going_back), "removed": len(removed)},
+        counts={"devices": back, "removed": len(removed)},
     )
-    refresh_desired_states(devices=[m.device_id for m in reached])
+    mark_stale(m.device_id for m in reached)
 
 
 @transaction.atomic
 def uninstall_plugin(*, plugin: Plugin, devices: Iterable[Device], by: User | None = None) -> int:
-    """The one action that removes a plugin from devices; returns how many lose it.
+    """The one action that removes a plugin from devices; returns how many lose it. Their
+    desired states are rebuilt by the worker (`refresh_stale`), chunk by chunk.
 
     Refused while a rollout of the plugin is active on any of them.
     """
@@ -592,7 +734,7 @@ def uninstall_plugin(*, plugin: Plugin, devices: Iterable[Device], by: User | No
     affected = list(rows.values_list("device_id", flat=True))
     rows.delete()
     Assignment.objects.filter(plugin_version__plugin=plugin, device_id__in=ids).delete()
-    refresh_desired_states(devices=affected)
+    mark_stale(affected)
     log.info("uninstalled %s from %d devices (by %s)", plugin, len(affected), by or "a script")
     return len(affected)
 

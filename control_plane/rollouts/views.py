@@ -18,10 +18,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from control_plane.devices.charts import Chart, line_chart
+from control_plane.notices.selectors import backlog
 from control_plane.rollouts import services
 from control_plane.rollouts.choices import ACTIVE, DecisionKind, MemberState, RolloutStatus
 from control_plane.rollouts.models import Decision, Member, Rollout
-from control_plane.rollouts.selectors import rollout_summary, wave_counts
+from control_plane.rollouts.selectors import delivery_progress, rollout_summary, wave_counts
 
 PAGE_SIZE = 50
 REFRESH_S = 5
@@ -117,6 +118,8 @@ def rollout_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "rollout": rollout,
             "waves": wave_counts(rollout),
+            "progress": delivery_progress(rollout),
+            "notices": backlog(),
             "states": [(state.value, state.label) for state in MemberState],
             "decisions": [{"d": d, "numbers": _counted(d.counts)} for d in decisions],
             "halted": halted,
@@ -139,9 +142,12 @@ def rollout_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def rollout_json(request: HttpRequest, pk: int) -> JsonResponse:
-    """``/fleet/rollouts/<pk>.json``: `rollout_summary`, for the page's refresh script."""
+    """``/fleet/rollouts/<pk>.json``: `rollout_summary` and the notice backlog, for the
+    page's refresh script."""
     rollout = get_object_or_404(Rollout, pk=pk)
-    return JsonResponse(rollout_summary(rollout))
+    summary = rollout_summary(rollout)
+    summary["notices_pending"] = backlog().pending
+    return JsonResponse(summary)
 
 
 def _action(name: str) -> Callable[[HttpRequest, int], HttpResponse]:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db.utils import ConnectionHandler
 
-from control_plane.environment import Environment, parse_database_url
-from tests.support import REPO
+from control_plane.environment import (
+    Environment,
+    check_mqtt_url,
+    parse_database_url,
+    parse_public_url,
+)
+from tests.support import REPO, free_port
 
 
 def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -102,8 +109,6 @@ def test_manage_py_runs_from_the_repository_root(tmp_path):
 
 
 def test_env_example_lists_exactly_the_variables_the_settings_read():
-    import re
-
     settings_source = (REPO / "control_plane" / "settings.py").read_text()
     read = set(re.findall(r'env\.\w+\("([A-Z_]+)"', settings_source))
     example = (REPO / "control_plane" / "env.example").read_text()
@@ -128,3 +133,119 @@ def test_an_unreadable_secret_key_file_is_named(tmp_path):
         ImproperlyConfigured, match=f"CONTROL_PLANE_SECRET_KEY_FILE: cannot read {missing}"
     ):
         Environment({"CONTROL_PLANE_SECRET_KEY_FILE": str(missing)}).secret("SECRET_KEY")
+
+
+ROLE_ENVIRONMENT = {
+    "CONTROL_PLANE_DEBUG": "0",
+    "CONTROL_PLANE_ALLOWED_HOSTS": "fleet.example.lan,localhost,127.0.0.1",
+    "CONTROL_PLANE_CSRF_TRUSTED_ORIGINS": "",
+    "CONTROL_PLANE_HTTPS": "1",
+    "CONTROL_PLANE_PUBLIC_URL": "https://fleet.example.lan",
+    "CONTROL_PLANE_HSTS_SECONDS": "31536000",
+    "CONTROL_PLANE_HSTS_INCLUDE_SUBDOMAINS": "1",
+    "CONTROL_PLANE_HSTS_PRELOAD": "0",
+}
+"""What the role's control-plane.env sets besides paths (the list is in /work/coord/front.md
+for the role): behind its nginx, the secret key in a file, no debug."""
+
+
+def test_check_deploy_is_clean_with_the_roles_settings(tmp_path):
+    secret = tmp_path / "secret-key"
+    secret.write_text("role-made-" + "0123456789abcdefghijklmnopqrstuvwxyz" * 2 + "\n")
+
+    done = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            **ROLE_ENVIRONMENT,
+            "CONTROL_PLANE_SECRET_KEY_FILE": str(secret),
+            "CONTROL_PLANE_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+        },
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+
+
+def test_without_https_check_deploy_names_the_four_transport_warnings(tmp_path):
+    done = run_manage(
+        "check",
+        "--deploy",
+        env={
+            "CONTROL_PLANE_SECRET_KEY": "x" * 20 + "abcdefghijklmnopqrstuvwxyz0123456789",
+            "CONTROL_PLANE_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+            "CONTROL_PLANE_ALLOWED_HOSTS": "cp.example",
+        },
+    )
+
+    warned = set(re.findall(r"security\.W\d+", done.stderr + done.stdout))
+    assert warned == {"security.W004", "security.W008", "security.W012", "security.W016"}
+
+
+def test_the_public_url_is_kept_as_an_origin():
+    assert parse_public_url("https://Fleet.Example.lan:8443/", https=True) == (
+        "https://fleet.example.lan:8443"
+    )
+    assert parse_public_url(None, https=True) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("fleet.example.lan", "write https://host"),
+        ("https://fleet.example.lan/admin/", "no path"),
+        ("https://user:pw@fleet.example.lan", "no path"),
+        ("http://fleet.example.lan", "must be https:// when CONTROL_PLANE_HTTPS=1"),
+        ("https://fleet.example.lan:99999", "bad port"),
+    ],
+)
+def test_a_malformed_public_url_is_refused_by_name(url, problem):
+    with pytest.raises(ImproperlyConfigured, match=f"CONTROL_PLANE_PUBLIC_URL=.*{problem}"):
+        parse_public_url(url, https=True)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "[::]"])
+def test_gunicorn_refuses_to_listen_on_every_interface(host):
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+
+    done = subprocess.run(
+        [
+            str(gunicorn),
+            "--config",
+            "python:control_plane.gunicorn_settings",
+            "--bind",
+            f"{host}:{free_port()}",
+            "--workers",
+            "1",
+            "control_plane.wsgi:application",
+        ],
+        cwd=REPO,
+        env={**os.environ, "CONTROL_PLANE_DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode != 0
+    assert "refusing to bind" in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "ca_file", "problem"),
+    [
+        ("mqtt://broker:1883", "ca.pem", "write mqtts://host:port"),
+        ("mqtts://broker", "ca.pem", "write mqtts://host:port"),
+        ("mqtts://u:p@broker:8883", "ca.pem", "no path or credentials"),
+        ("mqtts://broker:8883", None, "CONTROL_PLANE_MQTT_CA_FILE is not"),
+    ],
+)
+def test_a_broker_url_without_tls_a_port_or_a_pinned_ca_stops_the_start(url, ca_file, problem):
+    with pytest.raises(ImproperlyConfigured, match=problem):
+        check_mqtt_url(url, Path(ca_file) if ca_file else None)
+
+
+def test_a_broker_url_with_its_ca_is_kept_and_none_means_no_broker():
+    assert check_mqtt_url("mqtts://broker:8883", Path("ca.pem")) == "mqtts://broker:8883"
+    assert check_mqtt_url(None, None) is None

@@ -1,7 +1,8 @@
 """What the agent must not forget: its identity, what it accepted, and what it has not reported.
 
 Everything is rewritten atomically, so a ``kill -9`` at any point leaves the old state or the
-new one, never a mix.
+new one, never a mix, and only when it changed: each write is an fsync on a Pi's SD card, and
+most heartbeats change nothing.
 """
 
 from __future__ import annotations
@@ -59,12 +60,20 @@ class AgentStateData:
 
 
 class AgentState:
-    """The agent's state file, with a lock around every read-modify-write."""
+    """The agent's state file, with a lock around every read-modify-write.
+
+    Leaving ``with state as data:`` writes the file only if ``data`` differs from what is on
+    disk, so readers may use the same form without costing a write.
+    """
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._desired_path = path.with_name("desired.json")
         self._lock = threading.RLock()
         self.data = self._load(path)
+        self._saved = self._encode()
+        self.writes = 0
+        """State files written since start (status and tests watch it)."""
 
     def __enter__(self) -> AgentStateData:
         self._lock.acquire()
@@ -83,11 +92,40 @@ class AgentState:
 
     def acknowledge(self, count: int) -> None:
         """Drops the first ``count`` backlog events, which a heartbeat delivered."""
-        with self as data:
-            data.backlog = data.backlog[count:]
+        if count:
+            with self as data:
+                data.backlog = data.backlog[count:]
+
+    def flush(self) -> None:
+        """Writes the state if it differs from the file (a write that failed before)."""
+        with self:
+            pass
+
+    def remember_desired(self, envelope: dict[str, Any]) -> None:
+        """Keeps the newest accepted desired-state envelope: heartbeats no longer repeat it,
+        and after a restart the agent still knows what to finish downloading."""
+        with self._lock:
+            atomic_write_bytes(self._desired_path, json.dumps(envelope).encode())
+            self.writes += 1
+
+    def remembered_desired(self) -> dict[str, Any] | None:
+        """The envelope `remember_desired` kept (still to be verified), or None."""
+        try:
+            envelope = json.loads(self._desired_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return envelope if isinstance(envelope, dict) else None
+
+    def _encode(self) -> bytes:
+        return json.dumps(asdict(self.data), indent=1).encode()
 
     def _save(self) -> None:
-        atomic_write_bytes(self._path, json.dumps(asdict(self.data), indent=1).encode())
+        encoded = self._encode()
+        if encoded == self._saved:
+            return
+        atomic_write_bytes(self._path, encoded)
+        self._saved = encoded
+        self.writes += 1
 
     @staticmethod
     def _load(path: Path) -> AgentStateData:

@@ -1,9 +1,9 @@
 """Who may see what on :3000: loopback and holders of the device's access token are trusted.
 
 The LAN is not trusted. Plugin pages, ``/api`` and ``/api/readings`` are public (the dashboard
-reads them); the push endpoint is public because a push is authenticated by its Ed25519
-signature, not by who sends it. ``/healthz`` detail (plugins, versions, errors, the agent's
-state) and ``/metrics`` need a trusted request.
+reads them). ``/healthz`` detail (plugins, versions, errors, the agent's state) and
+``/metrics`` need a trusted request. Nothing on :3000 takes orders from the control plane:
+the agent fetches its desired state itself.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from aiohttp import web
 
 from device_host.host import DeviceHost
 from device_host.http.access import ACCESS_POLICY, AccessPolicy, load_or_create_token
-from device_host.http.agent import AgentRoutes
 from device_host.http.connections import CONNECTION_GUARD, ConnectionGuard
 from device_host.http.dashboard import DashboardRoutes
 from device_host.http.metrics import MetricsRoutes
@@ -39,8 +38,6 @@ def create_app(host: DeviceHost) -> web.Application:
     StatusRoutes(host).add_to(app)
     MetricsRoutes(host).add_to(app)
     ReadingRoutes(host).add_to(app)
-    if host.agent is not None:
-        AgentRoutes(host.agent).add_to(app)
     DashboardRoutes(host).add_to(app)
 
     async def lifecycle(_app: web.Application):  # type: ignore[no-untyped-def]

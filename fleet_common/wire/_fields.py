@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from fleet_common.wire.reports import ReportError
 
@@ -109,3 +109,12 @@ def count(item: dict[str, Any], key: str, field: str) -> int:
 def optional_count(item: dict[str, Any], key: str, field: str) -> int | None:
     """A non-negative integer, or None when missing or null (unknown, not zero)."""
     return None if item.get(key) is None else count(item, key, field)
+
+
+MAX_SEQUENCE = 1 << 53
+"""Sequences stay below 2**53 so every JSON reader (JavaScript too) keeps them exact."""
+
+
+def is_sequence(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is a desired-state sequence: an integer from 0 below `MAX_SEQUENCE`."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_SEQUENCE

@@ -18,6 +18,7 @@ from typing import Any
 
 from fleet_common.wire import _fields as checks
 from fleet_common.wire._fields import MAX_NAME, parse_timestamp
+from fleet_common.wire.channel import check_csr
 from fleet_common.wire.events import EventKind
 from fleet_common.wire.health import (
     MAX_HEALTH,
@@ -175,9 +176,14 @@ class Heartbeat:
     """Sent now and then, not in every heartbeat; None: unchanged for the control plane."""
     log_tail: tuple[LogLine, ...] = ()
     """Plugin output not yet acknowledged, oldest first."""
+    desired_sequence: int | None = None
+    """The newest desired state the device has accepted; the answer carries the envelope
+    only when the control plane holds a newer one. None (older hosts): always send it."""
 
     def to_json(self) -> dict[str, object]:
         body: dict[str, object] = {"host_version": self.host_version}
+        if self.desired_sequence is not None:
+            body["desired_sequence"] = self.desired_sequence
         if self.engine is not None:
             body["engine"] = self.engine.to_json()
         body["plugins"] = [plugin.to_json() for plugin in self.plugins]
@@ -197,19 +203,20 @@ class Enrollment:
     enrollment_token: str = dataclasses.field(repr=False)
     name: str
     host_version: str = ""
-    agent_url: str = ""
-    """Where the control plane pushes desired states; empty: the device only polls."""
     engine: EngineReport | None = None
+    channel_csr: str | None = dataclasses.field(default=None, repr=False)
+    """A PEM CSR for the device's own channel key; None: the device asks later, or never."""
 
     def to_json(self) -> dict[str, object]:
         body: dict[str, object] = {
             "enrollment_token": self.enrollment_token,
             "name": self.name,
             "host_version": self.host_version,
-            "agent_url": self.agent_url,
         }
         if self.engine is not None:
             body["engine"] = self.engine.to_json()
+        if self.channel_csr is not None:
+            body["channel_csr"] = self.channel_csr
         return body
 
 
@@ -218,6 +225,7 @@ def parse_heartbeat(data: object) -> Heartbeat:
     if not isinstance(data, dict):
         raise ReportError("the heartbeat must be a JSON object")
     return Heartbeat(
+        desired_sequence=_desired_sequence(data),
         host_version=_host_version(data),
         engine=_engine(data),
         plugins=tuple(
@@ -247,13 +255,14 @@ def parse_heartbeat(data: object) -> Heartbeat:
 def parse_enrollment(data: object) -> Enrollment:
     """A decoded enrollment body, checked; raises ReportError naming the first bad field.
 
-    The name and agent URL are only typed here: what the control plane accepts as a device
-    name or push address is its models' business.
+    The name is only typed here: what the control plane accepts as a device name is its
+    models' business. An ``agent_url`` from hosts that still offer a push endpoint is
+    ignored: the control plane never connects to a device.
     """
     if not isinstance(data, dict):
         raise ReportError("the body must be a JSON object")
     fields = {}
-    for key in ("enrollment_token", "name", "host_version", "agent_url"):
+    for key in ("enrollment_token", "name", "host_version"):
         value = data.get(key, "")
         if not isinstance(value, str):
             raise ReportError(f"{key} must be a string")
@@ -267,9 +276,22 @@ def parse_enrollment(data: object) -> Enrollment:
         enrollment_token=fields["enrollment_token"],
         name=fields["name"],
         host_version=_host_version(data),
-        agent_url=fields["agent_url"],
         engine=_engine(data),
+        channel_csr=None
+        if data.get("channel_csr") is None
+        else check_csr(data["channel_csr"], "channel_csr"),
     )
+
+
+def _desired_sequence(data: dict[str, Any]) -> int | None:
+    value = data.get("desired_sequence")
+    if value is None:
+        return None
+    if not checks.is_sequence(value):
+        raise ReportError(
+            f"desired_sequence must be an integer from 0 below {checks.MAX_SEQUENCE}, or null"
+        )
+    return value
 
 
 def _host_version(data: dict[str, Any]) -> str:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fleet_common.wire.statements import desired_state_statement, encode_public_key, sign
 from tests.support import HostProcess, wait_until
 
 GOOD_TOKEN = "device-token-0123456789"
@@ -26,6 +30,13 @@ class ScriptedControlPlane:
     enroll_answers: list[bytes] = field(default_factory=lambda: [json.dumps(GOOD_ENROLL).encode()])
     """Answered in order; the last one repeats."""
     heartbeat_answer: bytes = GOOD_HEARTBEAT
+    heartbeat_status: int = 200
+    heartbeat_headers: dict[str, str] = field(default_factory=dict)
+    """Extra headers on each heartbeat answer (a 429's Retry-After)."""
+    channel: Callable[[bytes], tuple[int, bytes]] = lambda _body: (503, b'{"error": "no broker"}')
+    """Answers ``POST /api/v1/channel`` from its body."""
+    channel_requests: list[bytes] = field(default_factory=list)
+    enroll_bodies: list[bytes] = field(default_factory=list)
     enrolls: list[float] = field(default_factory=list)
     heartbeats: list[tuple[float, str]] = field(default_factory=list)
     """(monotonic time, Authorization header) of each heartbeat."""
@@ -45,6 +56,7 @@ class ScriptedControlPlane:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.path == "/api/v1/enroll":
+                    script.enroll_bodies.append(body)
                     script.enrolls.append(time.monotonic())
                     index = min(len(script.enrolls), len(script.enroll_answers)) - 1
                     self._answer(201, script.enroll_answers[index])
@@ -52,12 +64,20 @@ class ScriptedControlPlane:
                     auth = self.headers.get("Authorization", "")
                     script.heartbeat_bodies.append(body)
                     script.heartbeats.append((time.monotonic(), auth))
-                    self._answer(200, script.heartbeat_answer)
+                    status, answer = script.heartbeat_status, script.heartbeat_answer
+                    self._answer(status, answer, script.heartbeat_headers)
+                elif self.path == "/api/v1/channel":
+                    script.channel_requests.append(body)
+                    self._answer(*script.channel(body))
                 else:
                     self._answer(404, b"{}")
 
-            def _answer(self, status: int, body: bytes) -> None:
+            def _answer(
+                self, status: int, body: bytes, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -84,6 +104,16 @@ class ScriptedControlPlane:
 class AgentUnderTest:
     control_plane: ScriptedControlPlane
     host: HostProcess
+    fleet_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    """Trusted by the host: what it signs (`desired_answer`) is accepted."""
+    sequences: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def desired_answer(self, sequence: int | None = None) -> tuple[int, bytes]:
+        """A heartbeat answer with a signed, empty desired state newer than any before."""
+        sequence = next(self.sequences) if sequence is None else sequence
+        statement = desired_state_statement(GOOD_ENROLL["device_id"], sequence, [], [])
+        envelope = sign(statement, self.fleet_key)
+        return sequence, json.dumps({"desired": envelope, "heartbeat_interval_s": 1}).encode()
 
     def status(self) -> dict[str, object]:
         agent = self.host.healthz()["agent"]
@@ -95,19 +125,17 @@ class AgentUnderTest:
         return self.host.workdir / "state" / "agent" / "agent.json"
 
 
-@pytest.fixture(scope="package")
-def agent(tmp_path_factory: pytest.TempPathFactory, compiled_dir: Path) -> Iterator[AgentUnderTest]:
-    """A real ``device-host serve`` in signed mode whose control plane is scripted.
-
-    Its first enrollment answer carries a token that would inject a header; the second is good.
-    """
-    control_plane = ScriptedControlPlane()
-    evil = {**GOOD_ENROLL, "device_token": "evil\r\nX-Injected: 1"}
-    control_plane.enroll_answers = [json.dumps(evil).encode(), json.dumps(GOOD_ENROLL).encode()]
+@contextmanager
+def scripted_agent(
+    workdir: Path, compiled_dir: Path, control_plane: ScriptedControlPlane, **agent: object
+) -> Iterator[AgentUnderTest]:
+    """A real ``device-host serve`` in signed mode, enrolled with ``control_plane``, trusting
+    a fresh fleet key; ``agent`` adds or overrides ``[agent]`` settings."""
     control_plane.start()
-    workdir = tmp_path_factory.mktemp("agent-host")
     keys = workdir / "trusted-keys"
     keys.mkdir()
+    fleet_key = Ed25519PrivateKey.generate()
+    (keys / "fleet.pub").write_text(encode_public_key(fleet_key.public_key()))
     host = HostProcess(workdir=workdir, compiled_dir=compiled_dir)
     host.settings = {
         "plugins": {"source": "signed"},
@@ -115,16 +143,30 @@ def agent(tmp_path_factory: pytest.TempPathFactory, compiled_dir: Path) -> Itera
             "control_plane_url": control_plane.url,
             "enrollment_token": "enroll-me",
             "device_name": "pi-scripted",
-            "agent_url": host.url,
             "trusted_keys_dir": str(keys),
             "heartbeat_interval_s": 1.0,
+            **agent,
         },
     }
     try:
         host.start(wait_for="ok")
-        under_test = AgentUnderTest(control_plane, host)
+        under_test = AgentUnderTest(control_plane, host, fleet_key)
         wait_until(lambda: under_test.status()["enrolled"], 20, "enrollment")
         yield under_test
     finally:
         host.stop()
         control_plane.stop()
+
+
+@pytest.fixture(scope="package")
+def agent(tmp_path_factory: pytest.TempPathFactory, compiled_dir: Path) -> Iterator[AgentUnderTest]:
+    """The scripted agent most tests share.
+
+    Its first enrollment answer carries a token that would inject a header; the second is good.
+    """
+    control_plane = ScriptedControlPlane()
+    evil = {**GOOD_ENROLL, "device_token": "evil\r\nX-Injected: 1"}
+    control_plane.enroll_answers = [json.dumps(evil).encode(), json.dumps(GOOD_ENROLL).encode()]
+    workdir = tmp_path_factory.mktemp("agent-host")
+    with scripted_agent(workdir, compiled_dir, control_plane) as under_test:
+        yield under_test

@@ -7,7 +7,9 @@ import re
 import pytest
 
 from fleet_common.wire.answers import (
+    MAX_PROBLEM_CHARS,
     AnswerError,
+    RejectedReadings,
     parse_enroll_answer,
     parse_heartbeat_answer,
 )
@@ -62,3 +64,38 @@ def test_an_absent_heartbeat_interval_means_keep_the_current_one():
 def test_a_desired_state_that_is_not_an_object_or_null_is_refused(value):
     with pytest.raises(AnswerError, match="desired must be an object or null"):
         parse_heartbeat_answer({"desired": value})
+
+
+def test_an_answer_without_desired_means_the_device_is_current():
+    answer = parse_heartbeat_answer({"heartbeat_interval_s": 10.0})
+
+    assert (answer.desired, answer.rejected_readings) == (None, None)
+
+
+def test_rejected_readings_are_parsed_with_their_problem():
+    answer = parse_heartbeat_answer(
+        {"rejected_readings": {"count": 3, "problem": "readings[0].taken_at is in the future"}}
+    )
+
+    assert answer.rejected_readings == RejectedReadings(3, "readings[0].taken_at is in the future")
+
+
+def test_a_long_rejection_problem_is_cut_not_refused():
+    answer = parse_heartbeat_answer({"rejected_readings": {"count": 1, "problem": "p" * 9000}})
+
+    assert answer.rejected_readings is not None
+    assert len(answer.rejected_readings.problem) == MAX_PROBLEM_CHARS
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("3", "rejected_readings must be an object or null"),
+        ({"count": -1}, "rejected_readings.count must be a count"),
+        ({"count": True}, "rejected_readings.count must be a count"),
+        ({"count": 1, "problem": 7}, "rejected_readings.problem must be a string"),
+    ],
+)
+def test_malformed_rejected_readings_are_refused_naming_the_field(value, named):
+    with pytest.raises(AnswerError, match=re.escape(named)):
+        parse_heartbeat_answer({"rejected_readings": value})

@@ -79,20 +79,26 @@ def test_a_desired_state_that_fails_verification_is_an_agent_problem_not_a_plugi
 
 
 def test_a_crash_in_the_agent_loop_is_supervised_reported_and_recovered_from(agent):
-    """A state file that cannot be written (here: a directory in its place) raises in the loop."""
+    """A state file that cannot be written (here: a directory in its place) raises in the loop
+    once there is something to write (a newer desired state)."""
     agent.control_plane.wait_for_heartbeats(1)
     os.unlink(agent.state_file)
     os.mkdir(agent.state_file)
+
+    def crashing() -> dict[str, object] | None:
+        _, agent.control_plane.heartbeat_answer = agent.desired_answer()  # each one is written
+        status = agent.status()
+        return status if status["restarts"] >= 1 and status["consecutive_failures"] else None
+
     try:
-        crashed = wait_until(
-            lambda: (s := agent.status())["restarts"] >= 1 and s, 20, "a supervised restart"
-        )
+        crashed = wait_until(crashing, 20, "a supervised restart")
         assert "IsADirectoryError" in crashed["last_error"]  # type: ignore[index]
         assert crashed["consecutive_failures"] >= 1  # type: ignore[index]
         assert crashed["healthy"] is False  # type: ignore[index]
     finally:
         os.rmdir(agent.state_file)
 
+    agent.control_plane.heartbeat_answer = GOOD_HEARTBEAT
     wait_until(lambda: agent.status()["healthy"] is True, 20, "the loop running again")
     wait_until(agent.state_file.is_file, 10, "the state written again")
     status = agent.status()

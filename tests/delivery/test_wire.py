@@ -45,6 +45,8 @@ MOMENT = datetime(2026, 11, 23, 20, 0, 0, 123456, tzinfo=UTC)
 MANIFEST = parse_manifest(
     {"name": "dashboard", "version": "1.2.0", "world": "dashboard", "capabilities": {"dht22": [4]}}
 )
+CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMIIBAAAA\n-----END CERTIFICATE REQUEST-----\n"
+"""The wire checks a CSR's shape only; the signer checks its signature."""
 FOOTPRINT = Footprint(
     memories=(Limits(1 << 20, None),), tables=(Limits(10, 10),), core_instances=3, core_modules=2
 )
@@ -94,12 +96,37 @@ def test_an_enrollment_the_device_writes_parses_back_to_the_same_values():
             enrollment_token="t0k3n",
             name="pi-1",
             host_version="0.3.0",
-            agent_url="http://pi-1.local:3000",
             engine=ENGINE,
+            channel_csr=CSR,
         ),
         Enrollment(enrollment_token="t0k3n", name="pi-2"),
     ):
         assert parse_enrollment(wire(sent.to_json())) == sent
+
+
+def test_a_legacy_agent_url_from_an_old_host_is_ignored():
+    body = {"enrollment_token": "t0k3n", "name": "pi-1", "agent_url": "http://10.0.0.1:3000"}
+
+    assert parse_enrollment(body) == Enrollment(enrollment_token="t0k3n", name="pi-1")
+    assert "agent_url" not in Enrollment(enrollment_token="t0k3n", name="pi-1").to_json()
+
+
+def test_a_heartbeat_carries_the_accepted_desired_sequence_only_when_it_has_one():
+    current = Heartbeat(host_version="0.4.0", engine=None, desired_sequence=7)
+
+    assert parse_heartbeat(wire(current.to_json())).desired_sequence == 7
+    assert "desired_sequence" not in Heartbeat(host_version="0.4.0", engine=None).to_json()
+    assert parse_heartbeat({"desired_sequence": None}).desired_sequence is None
+
+
+@pytest.mark.parametrize("value", [-1, 2**53, 1.0, "7", True, [7]])
+def test_a_desired_sequence_that_is_not_a_bounded_count_is_refused(value):
+    with pytest.raises(ReportError, match="desired_sequence must be an integer from 0 below"):
+        parse_heartbeat({"desired_sequence": value})
+
+
+def test_the_largest_desired_sequence_is_accepted():
+    assert parse_heartbeat({"desired_sequence": 2**53 - 1}).desired_sequence == 2**53 - 1
 
 
 def test_an_enrollment_never_shows_its_token():
@@ -225,7 +252,15 @@ def test_a_heartbeat_must_be_an_object(body):
         ({"enrollment_token": "x", "name": ""}, "name is required"),
         ({"enrollment_token": 7, "name": "pi"}, "enrollment_token must be a string"),
         ({"enrollment_token": "x", "name": ["pi"]}, "name must be a string"),
-        ({"enrollment_token": "x", "name": "pi", "agent_url": None}, "agent_url must be a string"),
+        ({"enrollment_token": "x", "name": "pi", "channel_csr": 7}, "channel_csr must be a PEM"),
+        (
+            {"enrollment_token": "x", "name": "pi", "channel_csr": "-----BEGIN CERTIFICATE-----"},
+            "channel_csr is not a PEM CERTIFICATE REQUEST block",
+        ),
+        (
+            {"enrollment_token": "x", "name": "pi", "channel_csr": "A" * 4097},
+            "channel_csr is longer than 4096 bytes",
+        ),
         ({"enrollment_token": "x", "name": "pi", "host_version": "v" * 65}, "host_version"),
         ({"enrollment_token": "x" * 513, "name": "pi"}, "enrollment_token is longer than 512"),
         ({"enrollment_token": "x", "name": "pi", "engine": [ENGINE.key]}, "engine must be"),

@@ -1,4 +1,5 @@
-"""A local fleet: one control plane process and two device host processes, over loopback."""
+"""A local fleet as a real one runs: the control plane behind nginx with TLS, the broker for
+notices, and two device host processes that pin the fleet's CA; all over loopback."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from tests.stack import SecureControlPlane
 from tests.support import CHROMIUM_FLAGS, ControlPlaneProcess, HostProcess
 
 
 @dataclass
 class Fleet:
-    control_plane: ControlPlaneProcess
+    control_plane: SecureControlPlane
     devices: list[HostProcess]
 
 
@@ -23,16 +25,21 @@ def signed_host(
     """A device with its own compiled cache: what it runs must arrive compiled and signed,
     unless it may compile for itself when it does not."""
     host = HostProcess(workdir=workdir, compiled_dir=workdir / "compiled")
+    pinned = (
+        {"ca_file": str(control_plane.ca_bundle)}
+        if isinstance(control_plane, SecureControlPlane)
+        else {}
+    )
     host.settings = {
         "plugins": {"source": "signed"},
         "agent": {
             "control_plane_url": control_plane.url,
             "enrollment_token": token,
             "device_name": name,
-            "agent_url": host.url,
             "trusted_keys_dir": str(control_plane.trusted_keys_dir),
             "heartbeat_interval_s": 1.0,
             "compile_locally": compile_locally,
+            **pinned,
         },
     }
     return host
@@ -40,7 +47,7 @@ def signed_host(
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, compiled_dir) -> Iterator[Fleet]:
-    control_plane = ControlPlaneProcess(
+    control_plane = SecureControlPlane(
         tmp_path_factory.mktemp("control-plane"), compiled_dir=compiled_dir
     )
     control_plane.set_up()
@@ -57,7 +64,7 @@ def fleet(tmp_path_factory, compiled_dir) -> Iterator[Fleet]:
     finally:
         for device in devices:
             device.stop()
-        control_plane.stop()
+        control_plane.close()
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,11 @@ class RolloutFleet:
         return json.loads(output.strip().splitlines()[-1])
 
     def start(self, plugin: str, version: str, *options: str) -> dict[str, Any]:
-        summary = self.manage_json("rollout", "start", plugin, version, "all", *options)
+        """Starts a rollout and returns once its first wave's desired states are written
+        (the worker plans and delivers; the command alone returns at once)."""
+        summary = self.manage_json(
+            "rollout", "start", plugin, version, "all", "--wait", "120", *options
+        )
         return summary  # type: ignore[no-any-return]
 
     def status(self, rollout_id: int) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What a person does and sees: upload and approve in the admin, watch the fleet page."""
+"""What a person does and sees: upload and approve in the admin, watch the fleet page; all
+over HTTPS through the fleet's nginx, with Secure cookies and CSRF checked behind the proxy."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests.support import ARTIFACTS, http_get, wait_until
 
 @pytest.fixture(scope="module")
 def admin(browser, fleet) -> Iterator[Page]:
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page = browser.new_page(viewport={"width": 1200, "height": 900}, ignore_https_errors=True)
     page.goto(f"{fleet.control_plane.url}/admin/login/")
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", fleet.control_plane.admin_password)
@@ -87,19 +88,20 @@ def test_the_fleet_page_shows_every_device_online_with_its_plugins(admin, fleet)
     admin.screenshot(path=str(ARTIFACTS / "fleet.png"), full_page=True)
 
 
-def test_a_device_page_shows_history_events_and_a_link_to_its_dashboard(admin, fleet):
+def test_a_device_page_shows_history_and_events(admin, fleet):
+    """The control plane has no address for a device (it may be behind NAT): the page links
+    to nothing on the device, and shows what the device reported."""
     admin.goto(f"{fleet.control_plane.url}/fleet/")
     admin.click("text=pi-kitchen")
 
     expect(admin.locator("body")).to_contain_text("installed", timeout=15_000)
     expect(admin.locator("svg polyline").first).to_be_attached(timeout=15_000)
-    link = admin.locator(f"a[href^='{fleet.devices[0].url}']").first
-    expect(link).to_be_visible()
+    assert admin.locator(f"a[href^='{fleet.devices[0].url}']").count() == 0
     admin.screenshot(path=str(ARTIFACTS / "device.png"), full_page=True)
 
 
 def test_the_fleet_page_needs_a_login(browser, fleet):
-    page = browser.new_page()
+    page = browser.new_page(ignore_https_errors=True)
     page.goto(f"{fleet.control_plane.url}/fleet/")
 
     assert "/login/" in page.url

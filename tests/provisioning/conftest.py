@@ -15,15 +15,29 @@ import yaml
 from tests.virtual_fleet import VirtualFleet, build_base_image
 from tests.virtual_fleet.host import mounts
 
+SERVERS = {"cp1": "10.77.0.2", "cp2": "10.77.0.3", "db": "10.77.0.4", "mqtt": "10.77.0.5"}
+"""Two app servers (cp1 also the TLS front and the job worker), PostgreSQL, Mosquitto."""
+DEVICES = {"node1": "10.78.0.11", "node2": "10.78.0.12", "node3": "10.78.0.13"}
+"""Behind the NAT router: no server can open a connection to them."""
+NODES = {**SERVERS, **DEVICES}
 REPO = Path(__file__).resolve().parents[2]
 FLEET_DIR = REPO / "var" / "virtual-fleet"
 ROLES = REPO / "playbooks" / "roles"
 
 
+TEST_PACKAGES = ("curl", "mosquitto-clients")
+"""Tools the tests run on the nodes themselves (a device subscribing with its own cert)."""
+
+
 def role_packages() -> list[str]:
-    """Debian packages the roles install: baked into the image, since nodes are offline."""
-    defaults = yaml.safe_load((ROLES / "base" / "defaults" / "main.yml").read_text())
-    return sorted(defaults["base_packages"])
+    """Debian packages the roles install, plus TEST_PACKAGES: baked into the image, since
+    nodes are offline. Every role's ``<role>_packages`` default counts."""
+    packages = set(TEST_PACKAGES)
+    for defaults in sorted(ROLES.glob("*/defaults/main.yml")):
+        for key, value in (yaml.safe_load(defaults.read_text()) or {}).items():
+            if key.endswith("_packages") and isinstance(value, list):
+                packages.update(name for name in value if isinstance(name, str))
+    return sorted(packages)
 
 
 def _host_cannot_run_fleets() -> str | None:
@@ -44,6 +58,13 @@ def base_image() -> Path:
             f"{reason} (make setup installs the tools; run the suite as root)", pytrace=False
         )
     return build_base_image(role_packages(), FLEET_DIR / "images")
+
+
+@pytest.fixture(scope="session")
+def fleet(base_image: Path) -> Iterator[VirtualFleet]:
+    """The one fleet every provisioning module shares (a boot is cheap, provisioning is not)."""
+    with running_fleet(base_image, NODES) as fleet:
+        yield fleet
 
 
 @contextlib.contextmanager

@@ -1,29 +1,26 @@
-"""The virtual fleet: real systemd nodes on a private LAN that Ansible can provision."""
+"""The virtual fleet: real systemd nodes on a private LAN that Ansible can provision.
+
+These share the provisioning fleet (conftest's session ``fleet``): a boot is cheap, but a
+second fleet beside a provisioned one is not, on two cores.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.provisioning.conftest import REPO, fleet_workdir, leftovers, running_fleet
+from tests.provisioning.conftest import DEVICES, NODES, REPO, SERVERS, fleet_workdir, leftovers
 from tests.support import wait_until
 from tests.virtual_fleet import CONTROLLER_ADDRESS, VirtualFleet
+from tests.virtual_fleet.network import ROUTER_ADDRESS
 
-NODES = {"cp": "10.77.0.2", "node1": "10.77.0.11", "node2": "10.77.0.12"}
 ANSIBLE = Path(sys.executable).parent / "ansible"
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def fleet(base_image: Path) -> Iterator[VirtualFleet]:
-    with running_fleet(base_image, NODES) as fleet:
-        yield fleet
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +67,29 @@ def test_every_node_generates_its_own_ssh_host_keys(fleet: VirtualFleet) -> None
 
 
 def test_nodes_reach_each_other_and_the_controller(fleet: VirtualFleet) -> None:
-    for target in (NODES["node2"], "node2", CONTROLLER_ADDRESS):
+    for target in (NODES["node2"], "node2", CONTROLLER_ADDRESS, SERVERS["cp1"], "cp1"):
         fleet.ssh("node1", f"ping -c1 -W2 {target}")
+    fleet.ssh("cp1", f"ping -c1 -W2 {SERVERS['db']}")
+
+
+def test_devices_sit_behind_a_nat_that_lets_nothing_in(fleet: VirtualFleet) -> None:
+    listener = subprocess.Popen(
+        fleet.ssh_argv(
+            "cp1",
+            ["python3 -c \"import socket; s = socket.create_server(('', 5999)); "
+             "print('listening', flush=True); print(s.accept()[1][0])\""],
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert listener.stdout is not None and listener.stdout.readline() == "listening\n"
+    fleet.ssh("node1", "python3 -c \"import socket; socket.create_connection(('cp1', 5999))\"")
+    seen_from, _ = listener.communicate(timeout=10)
+    from_server = fleet.ssh("cp1", f"ping -c1 -W2 {DEVICES['node1']}", check=False)
+    from_controller = fleet.ssh("node1", "true", check=False)  # ssh runs in the controller
+    assert seen_from.strip() == ROUTER_ADDRESS
+    assert from_server.returncode != 0
+    assert from_controller.returncode == 0
 
 
 def test_nothing_routes_off_the_machine(fleet: VirtualFleet) -> None:
@@ -81,7 +99,7 @@ def test_nothing_routes_off_the_machine(fleet: VirtualFleet) -> None:
     assert from_node.returncode != 0, from_node.stdout
     assert "unreachable" in from_node.stderr
     assert from_controller.returncode != 0
-    assert "10.77." not in root_addresses
+    assert "10.77." not in root_addresses and "10.78." not in root_addresses
 
 
 def test_ansible_reaches_every_node(fleet: VirtualFleet, inventory: Path) -> None:

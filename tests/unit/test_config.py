@@ -18,7 +18,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-CONTROL_PLANE = {"DEVICE_HOST_AGENT_CONTROL_PLANE_URL": "http://fleet.example:8000"}
+CONTROL_PLANE = {"DEVICE_HOST_AGENT_CONTROL_PLANE_URL": "http://127.0.0.1:8000"}
 
 
 def test_defaults_serve_port_3000_with_a_simulated_sensor():
@@ -92,6 +92,53 @@ def test_a_bad_setting_fails_at_start_up_naming_the_key(tmp_path, text, environ,
         load_config(_write(tmp_path, text), environ=environ)
 
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000", "http://127.8.9.10", "http://[::1]:8000", "http://localhost"]
+)
+def test_plain_http_to_a_loopback_address_is_accepted(url):
+    environ = {"DEVICE_HOST_AGENT_CONTROL_PLANE_URL": url}
+
+    assert load_config(None, environ=environ).agent.control_plane_url == url
+
+
+@pytest.mark.parametrize(
+    "url", ["http://fleet.example:8000", "http://10.0.0.1", "http://127.0.0.1.evil.example"]
+)
+def test_plain_http_off_the_machine_is_refused_naming_the_problem(url):
+    with pytest.raises(ConfigError, match=r"is plain HTTP to .*not a loopback address"):
+        load_config(None, environ={"DEVICE_HOST_AGENT_CONTROL_PLANE_URL": url})
+
+
+def test_https_without_the_fleet_ca_is_refused():
+    environ = {"DEVICE_HOST_AGENT_CONTROL_PLANE_URL": "https://fleet.example"}
+
+    with pytest.raises(ConfigError, match=r"is HTTPS but \[agent\] ca_file is not set"):
+        load_config(None, environ=environ)
+
+
+def test_https_with_the_fleet_ca_is_accepted():
+    environ = {
+        "DEVICE_HOST_AGENT_CONTROL_PLANE_URL": "https://fleet.example",
+        "DEVICE_HOST_AGENT_CA_FILE": "/etc/device-host/fleet-ca.pem",
+    }
+
+    assert load_config(None, environ=environ).agent.ca_file == Path("/etc/device-host/fleet-ca.pem")
+
+
+def test_a_legacy_agent_url_is_ignored_so_an_upgraded_host_still_starts(tmp_path, caplog):
+    path = _write(tmp_path, '[agent]\nagent_url = "http://pi-1:3000"\n')
+
+    config = load_config(path, environ=CONTROL_PLANE)
+
+    assert not hasattr(config.agent, "agent_url")
+    assert "[agent] agent_url is no longer used" in caplog.text
+
+
+def test_a_control_plane_url_without_a_host_is_refused():
+    with pytest.raises(ConfigError, match="has no host"):
+        load_config(None, environ={"DEVICE_HOST_AGENT_CONTROL_PLANE_URL": "http://"})
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "config").glob("*.toml")), ids=lambda p: p.name)

@@ -22,7 +22,7 @@ from tests.virtual_fleet.host import require_root, run, unmount_below
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 SUITE = "bookworm"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = (
@@ -46,6 +46,9 @@ MASKED_UNITS = (
     "e2scrub_all.timer",
     "fstrim.timer",
 )
+# Servers that Debian's packages enable at install. Every node carries them (one image serves
+# all), so they start nowhere until a role enables them where they belong.
+DISABLED_SERVICES = ("postgresql.service", "nginx.service", "mosquitto.service")
 SSH_HOST_KEYS_DROP_IN = """\
 # Every node generates its own host keys on first boot; the image has none.
 [Service]
@@ -156,6 +159,9 @@ def _customise(root: Path) -> None:
         link = root / "etc/systemd/system" / unit
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
+    for wants in (root / "etc/systemd/system").glob("*.wants"):
+        for service in DISABLED_SERVICES:
+            (wants / service).unlink(missing_ok=True)
     for cache in [
         *(root / "var/cache/apt").glob("*.bin"),
         *(root / "var/cache/apt/archives").glob("*.deb"),

@@ -36,7 +36,7 @@ from tests.virtual_fleet.host import (
     stop_cgroups,
     unmount_below,
 )
-from tests.virtual_fleet.network import CONTROLLER_ADDRESS, Lan, check_address
+from tests.virtual_fleet.network import CONTROLLER_ADDRESS, Lan, check_address, is_device_address
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ NSPAWN_RUN = Path("/run/systemd/nspawn")
 STOP_GRACE_S = 10.0
 STATE_FILE = "fleet.json"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_RESERVED = {"lan", "ctl", "nspawn"}
+_RESERVED = {"lan", "ctl", "nat", "nspawn"}
 _BOOT_LOOP = """
 while :; do
     setpriv --pdeathsig TERM systemd-nspawn --quiet -D "$1" --machine="$2" --hostname="$3" \\
@@ -150,7 +150,7 @@ class VirtualFleet:
             # nspawn refuses to clean up its propagation directory on a disk-backed /run.
             NSPAWN_RUN.mkdir(parents=True, exist_ok=True)
             run(["mount", "-t", "tmpfs", f"{self.prefix}nspawn", NSPAWN_RUN])
-        self.lan.create()
+        self.lan.create(device_lan=any(is_device_address(a) for a in self._addresses().values()))
         for node in self.nodes.values():
             self._boot(node)
         self._wait_for_ssh(started + timeout)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import _die_with_parent
+from tests.support import die_with_parent
 
 
 class VirtualFleetError(RuntimeError):
@@ -42,7 +42,7 @@ def run(argv: Sequence[str | Path], *, timeout: float = 120) -> str:
         text=True,
         timeout=timeout,
         check=False,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     if done.returncode != 0:
         command = " ".join(str(arg) for arg in argv)
@@ -194,6 +194,6 @@ def join_cgroups(cgroups: Sequence[Path], *, die_with_parent: bool) -> Callable[
         for cgroup in cgroups:
             (cgroup / "cgroup.procs").write_text(str(os.getpid()))
         if die_with_parent:
-            _die_with_parent()
+            die_with_parent()
 
     return preexec

@@ -36,7 +36,7 @@ def test_the_device_admin_retags_through_the_service(admin_client, enroll):
 
     admin_client.post(
         f"/admin/devices/device/{device.pk}/change/",
-        {"name": "pi-renamed", "agent_url": "", "tags": [tag.pk]},
+        {"name": "pi-renamed", "tags": [tag.pk]},
     )
 
     device.refresh_from_db()

@@ -34,7 +34,7 @@ def test_the_agents_client_enrolls_heartbeats_and_downloads(live_server, approve
     _, secret = create_enrollment_token(label="e2e")
     client = ControlPlaneClient(live_server.url)
 
-    enrolled = client.enroll(secret, "pi-e2e", "0.1.0", "", ENGINE)
+    enrolled = client.enroll(secret, "pi-e2e", "0.1.0", ENGINE)
     client.token = enrolled.device_token
     answer = client.heartbeat(
         {"host_version": "0.1.0", "plugins": [], "readings": [], "events": []}
@@ -51,7 +51,7 @@ def test_the_agents_client_reports_a_refused_enrollment(live_server):
     client = ControlPlaneClient(live_server.url)
 
     with pytest.raises(ControlPlaneError) as refused:
-        client.enroll("nope", "pi", "0.1.0", "", ENGINE)
+        client.enroll("nope", "pi", "0.1.0", ENGINE)
 
     assert refused.value.status == 403
     assert "unknown enrollment token" in str(refused.value)
@@ -73,12 +73,10 @@ def test_a_real_device_host_enrolls_installs_and_reports(
             "control_plane_url": live_server.url,
             "enrollment_token": secret,
             "device_name": "pi-host",
-            "agent_url": "",
             "trusted_keys_dir": str(keys),
             "heartbeat_interval_s": 0.5,
         },
     }
-    host_process.settings["agent"]["agent_url"] = host_process.url
     host_process.start(wait_for="ok")
 
     def hello_running() -> bool:
@@ -88,7 +86,6 @@ def test_a_real_device_host_enrolls_installs_and_reports(
 
     wait_until(hello_running, timeout=90, what="hello running on the device")
     device = Device.objects.get(name="pi-host")
-    assert device.agent_url == host_process.url
     wait_until(lambda: Reading.objects.filter(device=device).exists(), timeout=30)
     wait_until(lambda: DeviceEvent.objects.filter(device=device, kind="installed").exists())
     assert json.loads(json.loads(device.desired_envelope)["statement"])["sequence"] == 1

@@ -105,6 +105,55 @@ def test_a_heartbeat_answers_with_the_signed_desired_state(client, enroll, appro
     assert json.loads(body["desired"]["statement"])["sequence"] == 2
 
 
+def test_a_device_with_the_current_sequence_gets_the_interval_alone(client, enroll, approved):
+    """Nothing changed: the answer is a few dozen bytes, not the signed envelope again."""
+    device, token = enroll()
+    assign_now(version=approved(), target=RolloutTarget.ALL)
+    device.refresh_from_db()
+
+    answer = beat(client, token, report(desired_sequence=device.desired_sequence))
+
+    assert answer.content == b'{"heartbeat_interval_s":10}'
+    assert len(answer.content) < 100
+
+
+@pytest.mark.parametrize("reported", [None, "older"])
+def test_a_device_without_the_current_sequence_gets_the_envelope(
+    client, enroll, approved, reported
+):
+    """An older host sends no sequence; a newer one that missed a change sends an older one."""
+    device, token = enroll()
+    assign_now(version=approved(), target=RolloutTarget.ALL)
+    device.refresh_from_db()
+    body = report() if reported is None else report(desired_sequence=device.desired_sequence - 1)
+
+    answer = beat(client, token, body).json()
+
+    assert answer["desired"] == json.loads(device.desired_envelope)
+    assert len(device.desired_envelope) > 1000  # what every unchanged answer used to carry
+
+
+def test_a_device_ahead_of_a_restored_database_gets_its_state_signed_above(
+    client, enroll, approved
+):
+    """The database went back to a backup; the device accepted sequence 40 before that.
+    Offering it 2 again would be refused forever: the state is signed again as 41."""
+    device, token = enroll()
+    assign_now(version=approved(), target=RolloutTarget.ALL)
+    device.refresh_from_db()
+    releases = json.loads(json.loads(device.desired_envelope)["statement"])["releases"]
+
+    answer = beat(client, token, report(desired_sequence=40)).json()
+
+    statement = json.loads(answer["desired"]["statement"])
+    assert statement["sequence"] == 41
+    assert statement["releases"] == releases
+    device.refresh_from_db()
+    assert device.desired_sequence == 41
+    again = beat(client, token, report(desired_sequence=41))
+    assert again.content == b'{"heartbeat_interval_s":10}'
+
+
 def test_a_device_whose_engine_changes_gets_the_artifacts_for_its_new_key(client, enroll, approved):
     """A host upgrade changes the engine key: the next answer carries the new key's code."""
     device, token = enroll()  # enrolled without an engine: no artifacts
@@ -114,7 +163,8 @@ def test_a_device_whose_engine_changes_gets_the_artifacts_for_its_new_key(client
     engine = {"key": artifact.engine_key, "target": native_target(), "features": []}
 
     before = json.loads(beat(client, token, report()).json()["desired"]["statement"])
-    after = json.loads(beat(client, token, report(engine=engine)).json()["desired"]["statement"])
+    current = report(engine=engine, desired_sequence=before["sequence"])
+    after = json.loads(beat(client, token, current).json()["desired"]["statement"])
 
     assert before["compiled"] == []
     assert after["sequence"] == before["sequence"] + 1
@@ -221,32 +271,6 @@ def test_devices_never_see_each_others_state(client, enroll):
 
     assert json.loads(body["desired"]["statement"])["device_id"] == str(first.pk)
     assert Device.objects.get(pk=second.pk).last_seen is None
-
-
-def test_pruning_forgets_history_older_than_the_retention(client, enroll):
-    from datetime import timedelta
-
-    from django.core.management import call_command
-    from django.utils import timezone
-
-    from control_plane.devices.services import prune_history
-
-    _, token = enroll()
-    old = time.time() - 40 * 86400
-    beat(client, token, report())
-    beat(
-        client,
-        token,
-        report(
-            readings=[{"source": "s", "temperature_c": 1, "humidity_pct": 1, "taken_at": old}],
-            events=[{"at": old, "plugin": "hello", "kind": "trapped"}],
-        ),
-    )
-
-    assert prune_history(before=timezone.now() - timedelta(days=30)) == (1, 1, 0)
-    assert Reading.objects.count() == 2 and DeviceEvent.objects.count() == 1
-    call_command("prune_history", "--days", "0.00001")
-    assert not Reading.objects.exists()
 
 
 def test_health_counters_add_up_per_version_and_kind_in_one_upsert(enroll):

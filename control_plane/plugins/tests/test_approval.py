@@ -78,25 +78,19 @@ def test_approval_without_a_signing_key_says_how_to_make_one(
     assert version.status == VersionStatus.PENDING
 
 
-def test_rejecting_removes_an_artifact_no_live_version_uses(
-    upload, admin_user, artifacts, django_capture_on_commit_callbacks
-):
+def test_rejecting_removes_an_artifact_no_live_version_uses(upload, admin_user, artifacts):
     version = upload()
 
-    with django_capture_on_commit_callbacks(execute=True):
-        reject_plugin_version(version=version, rejected_by=admin_user)
+    reject_plugin_version(version=version, rejected_by=admin_user)
 
     assert artifacts() == []
 
 
-def test_rejecting_keeps_an_artifact_another_version_shares(
-    upload, admin_user, artifacts, django_capture_on_commit_callbacks
-):
+def test_rejecting_keeps_an_artifact_another_version_shares(upload, admin_user, artifacts):
     upload("1.0.0", name="clock")
     version = upload("1.0.0")
 
-    with django_capture_on_commit_callbacks(execute=True):
-        reject_plugin_version(version=version, rejected_by=admin_user)
+    reject_plugin_version(version=version, rejected_by=admin_user)
 
     assert len(artifacts()) == 1
 

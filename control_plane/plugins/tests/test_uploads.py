@@ -12,8 +12,9 @@ import zstandard
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
+from control_plane.blobs.choices import BlobKind
+from control_plane.blobs.selectors import copy_raw, find
 from control_plane.conftest import manifest_text
-from control_plane.plugins.artifacts import artifact_path
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import Plugin, PluginVersion
 from control_plane.plugins.services import upload_plugin_version
@@ -50,10 +51,13 @@ def test_a_valid_component_is_stored_pending_with_its_capabilities(hello, artifa
     assert version.capabilities["grants"] == ["dht22 pin 4", "kv 64 bytes"]
     assert version.capabilities["imports"] == ["fleet:plugin/log@0.1.0"]
     assert "fleet:plugin/http-handler@0.1.0" in version.capabilities["exports"]
-    assert artifacts() == [f"{sha256}.wasm.zst"]
-    stored = artifact_path(sha256).read_bytes()
-    assert version.compressed_size == len(stored) < version.size
-    assert zstandard.ZstdDecompressor().decompress(stored) == hello.component
+    assert artifacts() == [sha256]
+    stored = find(sha256, BlobKind.COMPONENT)
+    assert stored is not None and version.compressed_size == stored.size < version.size
+    assert zstandard.ZstdDecompressor().decompress(b"".join(stored.chunks())) == hello.component
+    raw = io.BytesIO()
+    copy_raw(sha256, BlobKind.COMPONENT, raw)
+    assert raw.getvalue() == hello.component
 
 
 def test_a_zip_bundle_with_a_top_level_folder_is_accepted(hello):

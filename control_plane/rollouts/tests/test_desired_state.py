@@ -1,11 +1,9 @@
 """Desired states: what each device is told to run, signed; standing assignments for devices
-that join; uninstalling only on purpose; pushed on change."""
+that join; uninstalling only on purpose."""
 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -23,7 +21,6 @@ from control_plane.rollouts.services import (
 )
 from control_plane.signing import load_signing_key
 from fleet_common.wire.statements import DESIRED_STATE_TYPE, Release, key_id, verify
-from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +44,7 @@ def running(device: Device) -> dict[str, str]:
 
 def tagged(device: Device, *names: str) -> Device:
     tags = [Tag.objects.get_or_create(name=name)[0] for name in names]
-    return update_device(device=device, name=device.name, agent_url=device.agent_url, tags=tags)
+    return update_device(device=device, name=device.name, tags=tags)
 
 
 def test_a_new_device_gets_a_signed_empty_desired_state(enroll):
@@ -183,60 +180,6 @@ def test_a_tag_rollout_needs_a_tag(approved):
         assign_now(version=approved(), target=RolloutTarget.TAG)
 
     assert refused.value.message_dict["tag"] == ["choose the tag whose devices get this version"]
-
-
-class Agent(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, object]]] = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Agent.received.append((self.path, json.loads(body)))
-        self.send_response(202)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def agent_server():
-    Agent.received = []
-    server = HTTPServer(("127.0.0.1", 0), Agent)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_a_changed_desired_state_is_pushed_to_the_agent_after_commit(
-    enroll, approved, agent_server, django_capture_on_commit_callbacks
-):
-    enroll("pi-1", agent_url=agent_server)
-    version = approved()
-
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assign_now(version=version, target=RolloutTarget.ALL)
-    assert Agent.received == []
-    for callback in callbacks:
-        callback()
-
-    wait_until(lambda: Agent.received, timeout=10, what="a push")
-    path, envelope = Agent.received[0]
-    assert path == "/agent/v1/desired-state"
-    assert verify(envelope, trusted(), DESIRED_STATE_TYPE)["sequence"] == 2
-
-
-def test_an_unreachable_agent_does_not_fail_the_change(
-    enroll, approved, django_capture_on_commit_callbacks, caplog
-):
-    enroll("gone", agent_url="http://127.0.0.1:9")
-    version = approved()
-
-    with django_capture_on_commit_callbacks(execute=True):
-        assign_now(version=version, target=RolloutTarget.ALL)
-
-    wait_until(lambda: "cannot push to device gone" in caplog.text, timeout=10, what="a log")
 
 
 def test_the_assign_command_targets_a_device_by_name(enroll, approved, capsys):

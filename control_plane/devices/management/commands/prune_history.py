@@ -1,4 +1,8 @@
-"""``manage.py prune_history [--days N]``: forget readings, events and log lines past N days."""
+"""``manage.py prune_history [--days N]``: forget readings, events and log lines past N days.
+
+Run daily (the control-plane role installs a systemd timer). On PostgreSQL it also creates
+the readings partitions of the coming days, so it must run at least every few days.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from control_plane.devices.services import prune_history
+from control_plane.devices.retention import prune_history
 
 
 class Command(BaseCommand):
-    help = "Deletes readings and device events older than the retention (run it daily)."
+    help = "Deletes readings, device events and log lines older than the retention (daily)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -27,7 +31,13 @@ class Command(BaseCommand):
         if options["days"] <= 0:
             raise CommandError("--days must be positive")
         cutoff = timezone.now() - timedelta(days=options["days"])
-        readings, events, lines = prune_history(before=cutoff)
+        pruned = prune_history(before=cutoff)
+        partitions = (
+            f" ({pruned.partitions_dropped} day partitions dropped)"
+            if pruned.partitions_dropped
+            else ""
+        )
         self.stdout.write(
-            f"deleted {readings} readings, {events} events and {lines} log lines before {cutoff}"
+            f"deleted {pruned.readings} readings{partitions}, {pruned.events} events and "
+            f"{pruned.log_lines} log lines before {cutoff.isoformat()}"
         )

@@ -8,6 +8,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from control_plane.errors import error_messages
+from control_plane.rollouts.management.rollout_options import (
+    add_wait_option,
+    wait_until_delivered,
+)
 from control_plane.rollouts.selectors import find_version
 from control_plane.rollouts.services import assign_now
 from control_plane.rollouts.targets import parse_target
@@ -24,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("plugin")
         parser.add_argument("version")
         parser.add_argument("target", help="all, tag:<tag> or device:<name or id>[,…]")
+        add_wait_option(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -36,4 +41,6 @@ class Command(BaseCommand):
             raise CommandError("; ".join(error_messages(exc))) from None
         except SigningKeyError as exc:
             raise CommandError(str(exc)) from None
+        if options["wait_delivered"] is not None:
+            rollout = wait_until_delivered(rollout, options["wait_delivered"])
         self.stdout.write(f"assigned: {rollout} is {rollout.get_status_display()}")

@@ -19,7 +19,12 @@ from control_plane.plugins.services import (
     upload_plugin_version,
 )
 from control_plane.plugins.uploads import MANIFEST_NAME
-from control_plane.rollouts.management.rollout_options import add_rollout_options, rollout_settings
+from control_plane.rollouts.management.rollout_options import (
+    add_rollout_options,
+    add_wait_option,
+    rollout_settings,
+    wait_until_delivered,
+)
 from control_plane.rollouts.services import assign_now, create_rollout
 from control_plane.rollouts.targets import parse_target
 from control_plane.signing import SigningKeyError
@@ -52,6 +57,7 @@ class Command(BaseCommand):
             help="then ship it to the whole target at once, one wave, no gates (implies --approve)",
         )
         add_rollout_options(parser)
+        add_wait_option(parser, "--wait-delivered")
         parser.add_argument("--user", help="record this user as uploader and approver")
         parser.add_argument(
             "--wait",
@@ -101,6 +107,8 @@ class Command(BaseCommand):
                     rollout = assign_now(**common)  # type: ignore[arg-type]
                 else:
                     rollout = create_rollout(**common, **rollout_settings(options))  # type: ignore[arg-type]
+                if options["wait_delivered"] is not None:
+                    rollout = wait_until_delivered(rollout, options["wait_delivered"])
                 self.stdout.write(f"started {rollout}: {rollout.get_status_display()}")
         except ValidationError as exc:
             raise CommandError("; ".join(error_messages(exc))) from None

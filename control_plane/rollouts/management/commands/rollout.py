@@ -9,7 +9,12 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from control_plane.errors import error_messages
-from control_plane.rollouts.management.rollout_options import add_rollout_options, rollout_settings
+from control_plane.rollouts.management.rollout_options import (
+    add_rollout_options,
+    add_wait_option,
+    rollout_settings,
+    wait_until_delivered,
+)
 from control_plane.rollouts.models import Rollout
 from control_plane.rollouts.selectors import find_version, rollout_summary
 from control_plane.rollouts.services import (
@@ -40,6 +45,7 @@ class Command(BaseCommand):
         start.add_argument("version")
         start.add_argument("target", help="all, tag:<tag> or device:<name or id>[,…]")
         add_rollout_options(start)
+        add_wait_option(start)
         for name in ACTIONS:
             actions.add_parser(name).add_argument("id", type=int)
         actions.add_parser("status", help="as JSON").add_argument("id", type=int)
@@ -56,6 +62,8 @@ class Command(BaseCommand):
                     devices=target.devices,
                     **rollout_settings(options),
                 )
+                if options["wait_delivered"] is not None:
+                    rollout = wait_until_delivered(rollout, options["wait_delivered"])
             else:
                 found = Rollout.objects.filter(pk=options["id"]).first()
                 if found is None:

@@ -1,0 +1,1 @@
+"""Artifact bytes in the database, so every app server reaches them."""

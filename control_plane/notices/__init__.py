@@ -1,0 +1,1 @@
+"""The device-initiated channel: an outbox of desired-state notices, published over MQTT."""
