@@ -12,7 +12,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -195,29 +194,18 @@ class ControlPlaneBehindFront(ControlPlaneProcess):
             "CONTROL_PLANE_HEARTBEAT_INTERVAL_S": "10",
         }
 
-    def start(self, timeout: float = 60.0) -> None:
-        log = (self.workdir / "control-plane.log").open("ab")
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        self.process = subprocess.Popen(
-            [
-                str(gunicorn),
-                "--config",
-                "python:control_plane.gunicorn_settings",
-                "--bind",
-                f"unix:{self.socket_path}",
-                "--workers",
-                str(self.gunicorn_workers),
-                "control_plane.wsgi:application",
-            ],
-            env=self.env(),
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-        wait_until(self._healthy, timeout, "the control plane on its socket")
+    def gunicorn_options(self) -> list[str]:
+        """The role's settings (sync workers), on the Unix socket nginx proxies to."""
+        return [
+            "--config",
+            "python:control_plane.gunicorn_settings",
+            "--bind",
+            f"unix:{self.socket_path}",
+            "--workers",
+            str(self.gunicorn_workers),
+        ]
 
-    def _healthy(self) -> bool:
+    def answering(self) -> bool:
         assert self.process is not None and self.process.poll() is None, self.log()
         try:
             return unix_get(self.socket_path, "/healthz").status == 200

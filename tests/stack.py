@@ -82,8 +82,6 @@ class SecureControlPlane(ControlPlaneBehindFront):
         super().start(timeout)
         if self.nginx.process is None or self.nginx.process.poll() is not None:
             self.nginx.start()
-        if self.worker:
-            self.start_worker()
 
     def stop(self) -> None:
         """Stops the application only; its socket's directory stays for the next start."""

@@ -418,27 +418,26 @@ class ControlPlaneProcess:
         output = self.manage("create_enrollment_token", "--label", "test", "--uses", str(uses))
         return output.strip().splitlines()[-1].split()[-1]
 
+    def gunicorn_options(self) -> list[str]:
+        """How gunicorn serves this control plane: on loopback, threaded."""
+        return ["--bind", f"127.0.0.1:{self.port}", "--workers", "2", "--threads", "4"]
+
+    def answering(self) -> bool:
+        """Whether the started control plane answers yet."""
+        return _answers(self.url + "/admin/login/")
+
     def start(self, timeout: float = 60.0) -> None:
         log = (self.workdir / "control-plane.log").open("ab")
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self.process = subprocess.Popen(
-            [
-                str(gunicorn),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "control_plane.wsgi:application",
-            ],
+            [str(gunicorn), *self.gunicorn_options(), "control_plane.wsgi:application"],
             env=self.env(),
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
-        wait_until(lambda: _answers(self.url + "/admin/login/"), timeout, "the control plane")
+        wait_until(self.answering, timeout, "the control plane")
         if self.worker:
             self.start_worker()
         if self.cross:

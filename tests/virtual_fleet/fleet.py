@@ -248,7 +248,7 @@ class VirtualFleet:
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=join_cgroups(cgroups, die_with_parent=not self.keep_running),
+                preexec_fn=join_cgroups(cgroups, with_parent=not self.keep_running),
             )
 
     def _personalise(self, node: Node) -> None:

@@ -187,13 +187,13 @@ def remove_cgroups(cgroups: Iterable[Path]) -> None:
                 os.rmdir(directory)
 
 
-def join_cgroups(cgroups: Sequence[Path], *, die_with_parent: bool) -> Callable[[], None]:
+def join_cgroups(cgroups: Sequence[Path], *, with_parent: bool) -> Callable[[], None]:
     """A ``preexec_fn`` that moves the child into ``cgroups`` (and ties it to this process)."""
 
     def preexec() -> None:
         for cgroup in cgroups:
             (cgroup / "cgroup.procs").write_text(str(os.getpid()))
-        if die_with_parent:
+        if with_parent:
             die_with_parent()
 
     return preexec
