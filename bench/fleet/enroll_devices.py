@@ -34,7 +34,11 @@ def main() -> None:
     ]
     tokens_path.write_text("".join(f"{token}\n" for _, token in enrolled))
     if len(sys.argv) > 3:
-        sequences = [device.desired_sequence for device, _ in enrolled]
+        from control_plane.devices.models import Device
+
+        # Read back: enrollment's receivers sign the desired state on their own instance.
+        current = dict(Device.objects.values_list("pk", "desired_sequence"))
+        sequences = [current[device.pk] for device, _ in enrolled]
         Path(sys.argv[3]).write_text("".join(f"{n}\n" for n in sequences))
     print(f"enrolled {count} devices in {time.monotonic() - started:.1f} s")
 
