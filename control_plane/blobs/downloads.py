@@ -18,8 +18,7 @@ from django.http.response import HttpResponseBase
 from control_plane.api_support import bearer_token, error, unenrolled
 from control_plane.blobs.choices import BlobKind
 from control_plane.blobs.selectors import find
-from control_plane.devices.models import Device
-from control_plane.devices.tokens import hash_token
+from control_plane.devices.selectors import device_for_token
 
 ENTRIES = {BlobKind.COMPONENT: "releases", BlobKind.COMPILED: "compiled"}
 """Where a desired state names each kind: its release envelopes, its compiled envelopes."""
@@ -33,11 +32,7 @@ def download(request: HttpRequest, sha256: str, kind: BlobKind) -> HttpResponseB
     SHA-256 of the raw bytes.
     """
     token = bearer_token(request)
-    device = (
-        Device.objects.filter(token_hash=hash_token(token)).only("desired_envelope").first()
-        if token is not None
-        else None
-    )
+    device = device_for_token(token) if token is not None else None
     if device is None:
         return unenrolled(request) or error(401, "unknown device token")
     blob = find(sha256, kind) if sha256 in named_in(device.desired_statement, kind) else None

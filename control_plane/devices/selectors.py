@@ -33,6 +33,7 @@ from control_plane.devices.models import (
     offline_after,
 )
 from control_plane.devices.rows import FAILURE_KINDS
+from control_plane.devices.tokens import hash_token
 
 PAGE_SIZE = 50
 HISTORY_READINGS = 360
@@ -266,3 +267,8 @@ def install_history(device: Device, limit: int = RECENT_EVENTS) -> list[DeviceEv
 def log_tail(device: Device, limit: int = LOG_TAIL) -> list[LogLine]:
     """The newest ``limit`` plugin log lines, oldest first (as a terminal shows them)."""
     return list(reversed(LogLine.objects.filter(device=device).order_by("-at", "-pk")[:limit]))
+
+
+def device_for_token(token: str) -> Device | None:
+    """The device a bearer token belongs to, if any: the one lookup every device API uses."""
+    return Device.objects.filter(token_hash=hash_token(token)).first()

@@ -7,8 +7,6 @@ from datetime import datetime
 
 from django.db.models import Max, Q, QuerySet
 
-from control_plane.devices.models import Device
-from control_plane.devices.tokens import hash_token
 from control_plane.notices.models import PENDING, DesiredNotice
 
 
@@ -40,8 +38,3 @@ def backlog() -> Backlog:
         most_attempts=figures["most_attempts"] or 0,
         oldest=oldest,
     )
-
-
-def device_for_token(token: str) -> Device | None:
-    """The device a bearer token belongs to, if any."""
-    return Device.objects.filter(token_hash=hash_token(token)).first()

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from control_plane.api_support import BadRequest, allow, bearer_token, error, json_body
-from control_plane.notices.selectors import device_for_token
+from control_plane.devices.selectors import device_for_token
 from control_plane.notices.services import grant_channel
 from control_plane.signing import CertificateRequestRefused, DeviceCAError
 from fleet_common.wire.channel import MAX_CSR_BYTES, parse_channel_request
