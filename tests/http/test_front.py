@@ -88,11 +88,18 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
         control_plane.stop()
 
 
-def log_line(front: Front, marker: str) -> str:
-    for line in front.nginx.access_log.read_text().splitlines():
-        if marker in line:
-            return line
-    raise AssertionError(f"no access log line for {marker}")
+def log_line(front: Front, marker: str, timeout: float = 10.0) -> str:
+    """The access log's line for the request carrying ``marker``. nginx writes it when it
+    finalises the request, which for a refused body is after its lingering close has seen
+    the client go: moments after the client has its answer, so it is waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in front.nginx.access_log.read_text().splitlines():
+            if marker in line:
+                return line
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no access log line for {marker} within {timeout} s")
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
