@@ -13,7 +13,7 @@ from device_host.runtime._instance import ExportRef, PluginInstance
 from device_host.runtime._linking import build_linker
 from device_host.runtime._memory import give_back_heap
 from fleet_common.compiler.settings import EngineSettings
-from fleet_common.manifest import parse_manifest
+from fleet_common.manifest import CALL_TIMEOUT_MS_RANGE, parse_manifest
 from tests.runtime.wat_components import HOARD_EXPORT, handle_hoarder
 
 MIB = 1 << 20
@@ -27,7 +27,16 @@ def _rss() -> int:
 
 @pytest.fixture
 def hoarder(load_context: LoadContext, engine, tmp_path):  # type: ignore[no-untyped-def]
-    manifest = parse_manifest({"name": "hoard", "version": "1.0.0", "world": "dashboard"})
+    # The longest deadline a manifest may ask for: on a loaded machine, hoarding up to the
+    # store's handle limit must not be cut short by the call's deadline instead.
+    manifest = parse_manifest(
+        {
+            "name": "hoard",
+            "version": "1.0.0",
+            "world": "dashboard",
+            "limits": {"call-timeout-ms": CALL_TIMEOUT_MS_RANGE.stop - 1},
+        }
+    )
     cache = ArtifactCache(tmp_path / "compiled", engine, EngineSettings())
     compiled = cache.load(handle_hoarder(tmp_path / "hoard.wasm"), plugin="hoard", version="1.0.0")
     log = GuestLog("hoard")
