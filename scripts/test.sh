@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole suite, as `make test` runs it, in two lanes side by side:
-#   hosts:          tests/ except the playbooks (device hosts, local fleets)
+#   hosts:          tests/ except the playbooks and the HTTP servers (device hosts, local fleets)
 #   control-plane:  tests/provisioning (site.yml and upgrade.yml on the nspawn virtual fleet),
+#                   tests/http (the TLS front and the device's web server under attack),
 #                   then control_plane/ on SQLite, then again on a throwaway PostgreSQL
 # Both lanes spend much of their time waiting on processes (heartbeats, soak times, boots,
 # Ansible round trips), so each fills the other's gaps instead of running after it; the
@@ -36,12 +37,13 @@ export PY LOGS
 control_plane_lane() {
     local status=0
     pytest_in playbooks tests/provisioning || status=1
+    pytest_in http tests/http || status=1
     pytest_in sqlite control_plane || status=1
     scripts/with-postgres.sh bash -c 'pytest_in postgresql control_plane' || status=1
     return $status
 }
 
-lane hosts pytest_in hosts tests --ignore=tests/provisioning &
+lane hosts pytest_in hosts tests --ignore=tests/provisioning --ignore=tests/http &
 hosts=$!
 lane control-plane control_plane_lane &
 control_plane=$!
