@@ -65,6 +65,13 @@ class DesiredNoticeAdmin(admin.ModelAdmin[DesiredNotice]):
                 f"at most {figures.most_attempts}){oldest}. Devices still converge by heartbeat.",
                 level="WARNING" if figures.failing else "INFO",
             )
+        if figures.retired:
+            self.message_user(
+                request,
+                f"{figures.retired} deleted devices' retained notices are still on the broker; "
+                "the publisher clears them.",
+                level="INFO",
+            )
         return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

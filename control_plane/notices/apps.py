@@ -5,3 +5,8 @@ class NoticesConfig(AppConfig):
     name = "control_plane.notices"
     label = "notices"
     verbose_name = "Notices"
+
+    def ready(self) -> None:
+        from control_plane.notices.receivers import connect
+
+        connect()

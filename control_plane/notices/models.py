@@ -62,3 +62,27 @@ class PublishRequest(models.Model):
 
     def __str__(self) -> str:
         return f"publish requested at {self.requested_at}"
+
+
+class RetiredTopic(models.Model):
+    """A deleted device's topic, kept until the broker has dropped its retained notice.
+
+    Retained messages outlive the device they were for: without this, every deleted device
+    would leave one on the broker for good. The row is written in the transaction that
+    deletes the device (so a rolled-back deletion retires nothing); the publisher then sends
+    the topic an empty retained message, which is how MQTT removes one, and deletes the row
+    once the broker acknowledges it.
+    """
+
+    device_id = models.UUIDField(primary_key=True, help_text="The deleted device's id.")
+    deleted_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Failed attempts to clear the topic."
+    )
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["deleted_at"]
+
+    def __str__(self) -> str:
+        return f"retained notice of deleted device {self.device_id}"

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.db.models import Max, Q, QuerySet
 
-from control_plane.notices.models import PENDING, DesiredNotice
+from control_plane.notices.models import PENDING, DesiredNotice, RetiredTopic
 
 
 def claimable(now: datetime) -> QuerySet[DesiredNotice]:
@@ -26,6 +26,8 @@ class Backlog:
     """Pending notices whose last attempt failed."""
     most_attempts: int
     oldest: datetime | None
+    retired: int
+    """Deleted devices' topics whose retained notice the broker still holds."""
 
 
 def backlog() -> Backlog:
@@ -37,4 +39,5 @@ def backlog() -> Backlog:
         failing=pending.filter(attempts__gt=0).count(),
         most_attempts=figures["most_attempts"] or 0,
         oldest=oldest,
+        retired=RetiredTopic.objects.count(),
     )

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from control_plane.devices.models import Device
-from control_plane.notices.models import DesiredNotice, PublishRequest
+from control_plane.notices.models import DesiredNotice, PublishRequest, RetiredTopic
 from control_plane.notices.selectors import claimable
 from control_plane.signing import issue_device_certificate
 from fleet_common.wire.channel import ChannelGrant, desired_topic
@@ -175,6 +175,28 @@ def fail_pending(rows: Any, error: str) -> int:
             claimed_until=None,
         )
     )
+
+
+def retire_topic(device_id: UUID) -> None:
+    """Records, in the caller's transaction, that the deleted device ``device_id``'s topic
+    must lose its retained notice, and queues publishing for when it commits."""
+    if settings.MQTT_URL is None:
+        return
+    RetiredTopic.objects.update_or_create(
+        device_id=device_id, defaults={"deleted_at": timezone.now()}
+    )
+    transaction.on_commit(request_publish, robust=True)
+
+
+def settle_retired(cleared: Sequence[UUID], failed: Sequence[UUID], error: str) -> int:
+    """Forgets the topics the broker cleared; counts an attempt and keeps ``error`` on the
+    ``failed`` ones. Returns how many were cleared."""
+    if failed:
+        RetiredTopic.objects.filter(pk__in=failed).update(
+            attempts=F("attempts") + 1, last_error=error[:MAX_ERROR_CHARS]
+        )
+    deleted, _ = RetiredTopic.objects.filter(pk__in=cleared).delete()
+    return deleted
 
 
 def grant_channel(device: Device, csr_pem: str) -> dict[str, object] | None:

@@ -3,18 +3,20 @@ notice and nobody else's; a broker outage leaves notices pending until a later r
 
 from __future__ import annotations
 
+import queue
 import socket
 import ssl
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
 from control_plane.devices.models import Device
 from control_plane.notices import jobs, services
 from control_plane.notices.broker import NoticePublisher
-from control_plane.notices.models import DesiredNotice
+from control_plane.notices.models import DesiredNotice, RetiredTopic
 from control_plane.notices.services import (
     PUBLISH_JOB,
     claim_batch,
@@ -117,6 +119,65 @@ def test_with_the_broker_stopped_notices_stay_pending_and_a_later_run_publishes_
     assert parse_notice(client.next_message()[1]).sequence == 2
 
 
+def test_a_deleted_devices_retained_notice_is_cleared_from_the_broker(
+    enroll, listen, django_capture_on_commit_callbacks
+):
+    device, _ = enroll("pi-x")
+    topic = desired_topic(str(device.pk))
+    raise_sequence(device, 3)
+    jobs.publish_notices()
+    client = listen(device)  # its certificate outlives the device
+    client.subscribe(topic)
+    assert parse_notice(client.next_message()[1]).sequence == 3
+
+    with django_capture_on_commit_callbacks(execute=True):
+        device.delete()
+
+    assert client.next_message() == (topic, b"")  # what removes a retained message
+    assert not RetiredTopic.objects.exists()
+    client.subscribe(topic)  # a new subscription gets the retained message, if any is left
+    with pytest.raises(queue.Empty):
+        client.next_message(timeout=1.0)
+
+
+def test_with_the_broker_stopped_a_deleted_devices_topic_is_cleared_by_a_later_run(
+    enroll, broker: Mosquitto, listen, admin_client
+):
+    device, _ = enroll("pi-x")
+    device_id = device.pk
+    raise_sequence(device, 2)
+    jobs.publish_notices()
+    broker.stop()
+
+    device.delete()
+    assert jobs.publish_notices() == 0
+
+    retired = RetiredTopic.objects.get()
+    assert (retired.device_id, retired.attempts) == (device_id, 1)
+    assert "cannot connect" in retired.last_error
+    page = admin_client.get("/admin/notices/desirednotice/").content.decode()
+    assert "1 deleted devices&#x27; retained notices are still on the broker" in page
+    broker.start()
+    jobs.publish_notices()
+    assert not RetiredTopic.objects.exists()
+    # A certificate issued before the deletion is still valid (there is no revocation list).
+    client = listen(Device(pk=device_id, name="pi-x"))
+    client.subscribe(desired_topic(str(device_id)))
+    with pytest.raises(queue.Empty):
+        client.next_message(timeout=1.0)
+
+
+def test_a_deletion_rolled_back_retires_no_topic(enroll):
+    device, _ = enroll("pi-x")
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        device.delete()
+        raise RuntimeError("the deletion fails after the device row went")
+
+    assert Device.objects.filter(name="pi-x").exists()
+    assert not RetiredTopic.objects.exists()
+
+
 def test_a_sequence_raised_while_its_batch_is_out_stays_pending(enroll):
     device, _ = enroll("pi-x")
     raise_sequence(device, 4)
@@ -184,8 +245,10 @@ def test_without_a_broker_nothing_is_recorded(settings, enroll):
     device, _ = enroll("pi-x")
 
     raise_sequence(device, 1)
+    device.delete()
 
     assert not DesiredNotice.objects.exists()
+    assert not RetiredTopic.objects.exists()
     assert jobs.publish_notices() == 0
 
 
