@@ -49,8 +49,9 @@ def _run_and_kill(directory: Path, after_s: float) -> tuple[list[tuple[int, floa
     def collect() -> None:
         assert writer.stdout is not None
         for line in writer.stdout:
-            number, at = line.split()
-            reported.append((int(number), float(at)))
+            if line.endswith("\n"):  # the kill may tear the last line: it does not count
+                number, at = line.split()
+                reported.append((int(number), float(at)))
 
     reader = threading.Thread(target=collect)
     reader.start()
