@@ -30,9 +30,9 @@ class ScriptedControlPlane:
     enroll_answers: list[bytes] = field(default_factory=lambda: [json.dumps(GOOD_ENROLL).encode()])
     """Answered in order; the last one repeats."""
     heartbeat_answer: bytes = GOOD_HEARTBEAT
-    heartbeat_status: int = 200
-    heartbeat_headers: dict[str, str] = field(default_factory=dict)
-    """Extra headers on each heartbeat answer (a 429's Retry-After)."""
+    heartbeat_refusal: tuple[int, bytes, dict[str, str]] | None = None
+    """When set, (status, body, headers) answers each heartbeat instead: one attribute, so
+    a handler never sees half of a change."""
     channel: Callable[[bytes], tuple[int, bytes]] = lambda _body: (503, b'{"error": "no broker"}')
     """Answers ``POST /api/v1/channel`` from its body."""
     channel_requests: list[bytes] = field(default_factory=list)
@@ -64,8 +64,11 @@ class ScriptedControlPlane:
                     auth = self.headers.get("Authorization", "")
                     script.heartbeat_bodies.append(body)
                     script.heartbeats.append((time.monotonic(), auth))
-                    status, answer = script.heartbeat_status, script.heartbeat_answer
-                    self._answer(status, answer, script.heartbeat_headers)
+                    refusal = script.heartbeat_refusal
+                    if refusal is None:
+                        self._answer(200, script.heartbeat_answer)
+                    else:
+                        self._answer(*refusal)
                 elif self.path == "/api/v1/channel":
                     script.channel_requests.append(body)
                     self._answer(*script.channel(body))

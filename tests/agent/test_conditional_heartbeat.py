@@ -23,6 +23,12 @@ def _last_heartbeat(agent: AgentUnderTest) -> dict[str, object]:
     return body
 
 
+def _heartbeat_problem(agent: AgentUnderTest) -> str:
+    problems = agent.status()["problems"]
+    assert isinstance(problems, dict)
+    return str(problems.get("heartbeat", {}).get("message", ""))
+
+
 def test_each_heartbeat_names_the_accepted_desired_sequence(agent):
     sequence = _accept_new_desired_state(agent)
 
@@ -46,23 +52,19 @@ def test_an_unchanged_answer_does_not_rewrite_the_state_file(agent):
 
 def test_a_429_is_waited_out_for_its_retry_after_and_named_once(agent):
     agent.control_plane.wait_for_heartbeats(1)
-    agent.control_plane.heartbeat_status = 429
-    agent.control_plane.heartbeat_answer = b'{"error": "too many readings this hour"}'
-    agent.control_plane.heartbeat_headers = {"Retry-After": "4"}
+    refusal = (429, b'{"error": "too many readings this hour"}', {"Retry-After": "4"})
+    agent.control_plane.heartbeat_refusal = refusal
     try:
-        agent.control_plane.wait_for_heartbeats(1)
+        wait_until(lambda: "rate limited" in _heartbeat_problem(agent), 20, "the 429 named")
+        # The agent now waits out the Retry-After, so the last heartbeat is the refused one.
         refused_at = agent.control_plane.heartbeats[-1][0]
-        problem = agent.status()["problems"]["heartbeat"]  # type: ignore[index]
-        agent.control_plane.heartbeat_status = 200
-        agent.control_plane.heartbeat_answer = GOOD_HEARTBEAT
-        agent.control_plane.heartbeat_headers = {}
+        problem = _heartbeat_problem(agent)
+        agent.control_plane.heartbeat_refusal = None
         agent.control_plane.wait_for_heartbeats(1)
     finally:
-        agent.control_plane.heartbeat_status = 200
-        agent.control_plane.heartbeat_answer = GOOD_HEARTBEAT
-        agent.control_plane.heartbeat_headers = {}
+        agent.control_plane.heartbeat_refusal = None
 
-    assert "rate limited, waiting 4 s" in problem["message"]
+    assert "rate limited, waiting 4 s" in problem
     assert agent.control_plane.heartbeats[-1][0] - refused_at >= 3.9
 
 

@@ -65,21 +65,45 @@ def _manager(context: LoadContext, *, prune: bool = False) -> PluginManager:
     return PluginManager(context, QuarantinePolicy(), EventLog(), Metrics(), prune_compiled=prune)
 
 
+@dataclasses.dataclass(frozen=True)
+class OwnCache:
+    """A load context whose compiled cache is one test's alone, and the shared artifacts to
+    put back in it, as an agent delivers an artifact pruning removed (a compile takes 6 s)."""
+
+    context: LoadContext
+    shared: dict[str, Path]
+
+    def deliver(self, built: Built) -> Built:
+        target = self.context.artifacts.artifact_path(built.sha256)
+        if not target.exists():
+            shutil.copyfile(self.shared[built.sha256], target)
+        return built
+
+
 @pytest.fixture
-def own_cache(load_context, compiled_dir, tmp_path, engine, hellos) -> LoadContext:
-    """A context whose compiled cache is this test's alone, seeded from the shared one."""
-    shared = load_context.artifacts
-    own = tmp_path / "compiled"
-    own.mkdir()
+def own_cache(load_context, tmp_path, engine, hellos) -> OwnCache:
+    shared = {
+        built.sha256: load_context.artifacts.load(
+            built.wasm, plugin="hello", version=built.manifest.version
+        ).artifact
+        for built in hellos
+    }
+    context = dataclasses.replace(
+        load_context, artifacts=ArtifactCache(tmp_path / "compiled", engine, EngineSettings())
+    )
+    own = OwnCache(context, shared)
     for built in hellos:
-        compiled = shared.load(built.wasm, plugin="hello", version=built.manifest.version)
-        shutil.copyfile(compiled.artifact, own / compiled.artifact.name)
-    return dataclasses.replace(load_context, artifacts=ArtifactCache(own, engine, EngineSettings()))
+        own.deliver(built)
+    return own
 
 
-def _cached(context: LoadContext) -> set[str]:
-    directory = context.artifacts.artifact_path("0" * 64).parent
+def _cached(own: OwnCache) -> set[str]:
+    directory = own.context.artifacts.artifact_path("0" * 64).parent
     return {path.name.partition("-")[0] for path in directory.glob("*.cwasm")}
+
+
+def _install(manager: PluginManager, built: Built) -> None:
+    manager.install(built.manifest, built.wasm)
 
 
 def test_a_plugin_is_refused_an_output_pin_another_installed_plugin_drives(load_context, lab):
@@ -140,15 +164,15 @@ def test_installing_the_serving_bytes_again_clears_the_refusal_it_recorded(
 def test_after_swaps_the_cache_holds_only_the_serving_and_the_warm_previous_component(
     own_cache, hellos
 ):
-    manager = _manager(own_cache, prune=True)
-    stale_engine = own_cache.artifacts.artifact_path(hellos[0].sha256).with_name(
+    manager = _manager(own_cache.context, prune=True)
+    stale_engine = own_cache.context.artifacts.artifact_path(hellos[0].sha256).with_name(
         f"{hellos[0].sha256}-0123456789abcdef.cwasm"
     )
     stale_engine.write_bytes(b"compiled by an older wasmtime")
     order = [*hellos, hellos[0], hellos[1]]
 
     for previous, built in zip([None, *order], order, strict=False):
-        manager.install(built.manifest, built.wasm)
+        _install(manager, own_cache.deliver(built))
 
         expected = {built.sha256} | ({previous.sha256} if previous else set())
         assert _cached(own_cache) == expected == manager.referenced_sha256s()
@@ -157,44 +181,44 @@ def test_after_swaps_the_cache_holds_only_the_serving_and_the_warm_previous_comp
 
 
 def test_what_a_keep_source_names_survives_pruning(own_cache, hellos):
-    manager = _manager(own_cache, prune=True)
+    manager = _manager(own_cache.context, prune=True)
     manager.keep_referenced_by(lambda: [hellos[0].sha256])
 
     for built in hellos:
-        manager.install(built.manifest, built.wasm)
+        _install(manager, own_cache.deliver(built))
 
     assert _cached(own_cache) == {built.sha256 for built in hellos}
     manager.close()
 
 
 def test_a_version_still_finishing_a_call_keeps_its_compiled_component(own_cache, hellos):
-    manager = _manager(own_cache, prune=True)
+    manager = _manager(own_cache.context, prune=True)
     first, second, third = hellos
-    manager.install(first.manifest, first.wasm)
+    _install(manager, first)
     in_call, release = threading.Event(), threading.Event()
 
     def hold(*_picked):
         in_call.set()
-        release.wait(30)
+        assert release.wait(300), "the test never let the call finish"
 
     caller = threading.Thread(target=manager.slot("hello").call, args=(hold,))
     caller.start()
-    in_call.wait(30)
-    manager.install(second.manifest, second.wasm)
-    manager.install(third.manifest, third.wasm)
+    assert in_call.wait(60), "the call never started"
+    _install(manager, own_cache.deliver(second))
+    _install(manager, own_cache.deliver(third))
 
     assert _cached(own_cache) == {first.sha256, second.sha256, third.sha256}
     release.set()
     caller.join()
     gc.collect()
-    manager.install(second.manifest, second.wasm)
+    _install(manager, second)
     assert _cached(own_cache) == {second.sha256, third.sha256}
     manager.close()
 
 
 def test_removing_a_plugin_prunes_its_compiled_component(own_cache, hellos):
-    manager = _manager(own_cache, prune=True)
-    manager.install(hellos[0].manifest, hellos[0].wasm)
+    manager = _manager(own_cache.context, prune=True)
+    _install(manager, hellos[0])
 
     manager.remove("hello")
     gc.collect()
@@ -204,10 +228,10 @@ def test_removing_a_plugin_prunes_its_compiled_component(own_cache, hellos):
 
 
 def test_without_pruning_the_cache_keeps_every_component(own_cache, hellos):
-    manager = _manager(own_cache)
+    manager = _manager(own_cache.context)
 
     for built in hellos:
-        manager.install(built.manifest, built.wasm)
+        _install(manager, built)
 
     assert _cached(own_cache) == {built.sha256 for built in hellos}
     manager.close()
