@@ -32,6 +32,7 @@ django.setup()
 import pytest  # noqa: E402
 from django.contrib.auth.models import Permission, User  # noqa: E402
 
+from control_plane.builds.interpreters import interpreter_for  # noqa: E402
 from control_plane.builds.models import DeviceClass  # noqa: E402
 from control_plane.devices.models import Device  # noqa: E402
 from control_plane.devices.services import create_enrollment_token, enroll_device  # noqa: E402
@@ -41,6 +42,7 @@ from control_plane.plugins.services import (  # noqa: E402
     upload_plugin_version,
 )
 from control_plane.signing import create_signing_key  # noqa: E402
+from fleet_common.compiler.run import engine_key_in_child  # noqa: E402
 from fleet_common.compiler.settings import native_target  # noqa: E402
 from tests.support import REPO  # noqa: E402
 
@@ -75,9 +77,13 @@ def lab(build) -> Built:
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker) -> None:  # type: ignore[no-untyped-def]
     """Compiles for this machine's class only: an emulated aarch64 compile takes over a
-    minute of both cores, so only the one test about it (tests/compiler) pays for it."""
+    minute of both cores, so only the one test about it (tests/compiler) pays for it. The
+    class's engine key is asked of a compiler child once here, not again in every test."""
     with django_db_blocker.unblock():
         DeviceClass.objects.exclude(target=native_target()).update(enabled=False)
+        for device_class in DeviceClass.objects.filter(target=native_target(), engine_key=""):
+            key = engine_key_in_child(device_class.settings, interpreter_for(device_class))
+            DeviceClass.objects.filter(pk=device_class.pk).update(engine_key=key)
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +102,9 @@ def control_plane_settings(settings, tmp_path: Path, signing_key_file: Path) -> 
         os.environ.get("PI_FLEET_TEST_COMPILED", REPO / "var" / "test-compiled")
     )
     settings.HEARTBEAT_INTERVAL_S = 10.0
-    settings.ARTIFACT_ZSTD_LEVEL = 3
+    settings.ARTIFACT_ZSTD_LEVEL = 1
+    # PBKDF2 at Django's cost is 0.37 s per test user and per login, more than most tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def manifest_text(
