@@ -411,9 +411,13 @@ def wrk(
     commands = [["wrk", *options, "-s", script, url] for url in urls]
     running = [
         subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command,
+            env={**env, "WRK_INSTANCE": str(instance)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        for command in commands
+        for instance, command in enumerate(commands)
     ]
     raws = []
     for command, process in zip(commands, running, strict=True):

@@ -18,6 +18,9 @@ local plugins = io.open(os.getenv("PLUGINS")):read("*a"):gsub("%s+$", "")
 local n_readings = tonumber(os.getenv("READINGS") or "5")
 local threads = {}
 local next_id = 0
+-- One wrk runs per app server at once: $WRK_INSTANCE keeps their reading times (10 minutes
+-- apart) and device choices apart; alike, they sent the same heartbeats twice.
+local instance = tonumber(os.getenv("WRK_INSTANCE") or "0")
 
 function setup(thread)
   next_id = next_id + 1
@@ -28,8 +31,8 @@ end
 function init(args)
   counter = 0
   statuses = {}
-  base = os.time() - 3600 + id * 0.001
-  math.randomseed(os.time() + id)
+  base = os.time() - 3600 - instance * 600 + id * 0.001
+  math.randomseed(os.time() + id + instance * 1000)
 end
 
 function request()
