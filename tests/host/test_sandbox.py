@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support import HostProcess, http_get, place_plugin
+from tests.support import HostProcess, http_get, place_plugin, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +71,12 @@ def test_the_plugin_sees_no_files_environment_arguments_or_sockets(host):
 
 def test_guest_output_goes_to_the_host_log_tagged_with_the_plugin(host):
     _lab(host, "print")
-    time.sleep(0.2)
 
+    def logged() -> bool:
+        log = host.log()
+        return "lab says hello on stdout" in log and "lab says hello on stderr" in log
+
+    wait_until(logged, 10, "the guest's output logged")
     log = host.log()
     assert "plugin.lab: [stdout] lab says hello on stdout" in log
     assert "plugin.lab: [stderr] lab says hello on stderr" in log
