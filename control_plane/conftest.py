@@ -32,8 +32,8 @@ django.setup()
 import pytest  # noqa: E402
 from django.contrib.auth.models import Permission, User  # noqa: E402
 
-from control_plane.builds.interpreters import interpreter_for  # noqa: E402
 from control_plane.builds.models import DeviceClass  # noqa: E402
+from control_plane.builds.services import record_engine_key  # noqa: E402
 from control_plane.devices.models import Device  # noqa: E402
 from control_plane.devices.services import create_enrollment_token, enroll_device  # noqa: E402
 from control_plane.plugins.models import PluginVersion  # noqa: E402
@@ -42,7 +42,6 @@ from control_plane.plugins.services import (  # noqa: E402
     upload_plugin_version,
 )
 from control_plane.signing import create_signing_key  # noqa: E402
-from fleet_common.compiler.run import engine_key_in_child  # noqa: E402
 from fleet_common.compiler.settings import native_target  # noqa: E402
 from tests.support import REPO  # noqa: E402
 
@@ -82,8 +81,7 @@ def django_db_setup(django_db_setup, django_db_blocker) -> None:  # type: ignore
     with django_db_blocker.unblock():
         DeviceClass.objects.exclude(target=native_target()).update(enabled=False)
         for device_class in DeviceClass.objects.filter(target=native_target(), engine_key=""):
-            key = engine_key_in_child(device_class.settings, interpreter_for(device_class))
-            DeviceClass.objects.filter(pk=device_class.pk).update(engine_key=key)
+            record_engine_key(device_class)
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from control_plane.builds.services import (
     checking_class,
     enqueue_compiles,
     record_compiled,
+    record_engine_key,
     record_failure,
     start_compile,
 )
@@ -39,7 +40,6 @@ from fleet_common.compiler.run import (
     CompileFailed,
     CompileJob,
     compile_in_child,
-    engine_key_in_child,
 )
 from fleet_common.compiler.settings import EngineSettings
 from fleet_common.compiler.validate import validate_file
@@ -139,7 +139,7 @@ def _artifact_file(version: PluginVersion, device_class: DeviceClass | None) -> 
     an artifact already there is only loaded, so the same bytes are compiled once."""
     cache = settings.COMPILED_CACHE_DIR
     if cache is not None and device_class is not None:
-        key = device_class.engine_key or _class_key(device_class)
+        key = device_class.engine_key or record_engine_key(device_class)
         cache.mkdir(parents=True, exist_ok=True)
         yield cache / f"{version.sha256}-{key[:16]}.cwasm"
         return
@@ -148,10 +148,3 @@ def _artifact_file(version: PluginVersion, device_class: DeviceClass | None) -> 
         yield path
     finally:
         path.unlink(missing_ok=True)
-
-
-def _class_key(device_class: DeviceClass) -> str:
-    key = engine_key_in_child(device_class.settings, interpreter_for(device_class))
-    DeviceClass.objects.filter(pk=device_class.pk).update(engine_key=key)
-    device_class.engine_key = key
-    return key

@@ -12,12 +12,13 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from control_plane.builds.choices import ArtifactState
+from control_plane.builds.interpreters import interpreter_for
 from control_plane.builds.models import CompiledArtifact, DeviceClass
 from control_plane.builds.signals import artifacts_signed
 from control_plane.plugins.choices import VersionStatus
 from control_plane.plugins.models import PluginVersion
 from control_plane.signing import sign_compiled
-from fleet_common.compiler.run import Compiled
+from fleet_common.compiler.run import Compiled, engine_key_in_child
 from fleet_common.compiler.settings import native_target
 from fleet_common.footprint import Footprint
 
@@ -25,6 +26,14 @@ log = logging.getLogger(__name__)
 
 CHECK_JOB = "control_plane.builds.jobs.check_version"
 COMPILE_JOB = "control_plane.builds.jobs.compile_artifact"
+
+
+def record_engine_key(device_class: DeviceClass) -> str:
+    """Asks a compiler child for the class's engine key (0.15 s) and stores it on the class."""
+    key = engine_key_in_child(device_class.settings, interpreter_for(device_class))
+    DeviceClass.objects.filter(pk=device_class.pk).update(engine_key=key)
+    device_class.engine_key = key
+    return key
 
 
 def enqueue_check(version: PluginVersion) -> None:
